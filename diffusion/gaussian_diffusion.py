@@ -1,0 +1,483 @@
+"""Gaussian diffusion for videos with per-frame timesteps (FVDM's vectorized timestep).
+
+Videos are (B, N, C, H, W), channels on dim 2 as in Latte. Every timestep argument may be (B,), shared by
+all frames of a sample, or (B, N), one per frame: coefficients are gathered per frame and broadcast over
+(C, H, W), so the forward process, the posterior, the losses and both samplers act on each frame at its
+own noise level. Method names and signatures follow DiT/IDDPM so their users' code runs unchanged.
+"""
+import enum
+import math
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from .diffusion_utils import discretized_gaussian_log_likelihood, normal_kl
+
+
+class ModelMeanType(enum.Enum):
+    PREVIOUS_X = enum.auto()  # the model predicts x_{t-1}
+    START_X = enum.auto()  # the model predicts x_0
+    EPSILON = enum.auto()  # the model predicts epsilon
+
+
+class ModelVarType(enum.Enum):
+    LEARNED = enum.auto()  # the model outputs log-variance directly
+    FIXED_SMALL = enum.auto()  # posterior variance
+    FIXED_LARGE = enum.auto()  # beta_t
+    LEARNED_RANGE = enum.auto()  # the model interpolates between the two fixed ones (IDDPM)
+
+
+class LossType(enum.Enum):
+    MSE = enum.auto()  # noise MSE, plus the VLB term when the variance is learned
+    RESCALED_MSE = enum.auto()  # same, VLB scaled by num_timesteps / 1000
+    KL = enum.auto()  # the variational bound
+    RESCALED_KL = enum.auto()
+
+    def is_vb(self):
+        return self in (LossType.KL, LossType.RESCALED_KL)
+
+
+def get_named_beta_schedule(schedule_name, num_diffusion_timesteps):
+    if schedule_name == "linear":
+        scale = 1000 / num_diffusion_timesteps  # Ho et al.'s 1e-4..0.02 for 1000 steps, rescaled
+        return np.linspace(scale * 0.0001, scale * 0.02, num_diffusion_timesteps, dtype=np.float64)
+    if schedule_name == "squaredcos_cap_v2":
+        return betas_for_alpha_bar(num_diffusion_timesteps, lambda t: math.cos((t + 0.008) / 1.008 * math.pi / 2) ** 2)
+    raise ValueError(f"unknown noise_schedule {schedule_name!r}; use 'linear' or 'squaredcos_cap_v2'")
+
+
+def betas_for_alpha_bar(num_diffusion_timesteps, alpha_bar, max_beta=0.999):
+    betas = []
+    for i in range(num_diffusion_timesteps):
+        t1, t2 = i / num_diffusion_timesteps, (i + 1) / num_diffusion_timesteps
+        betas.append(min(1 - alpha_bar(t2) / alpha_bar(t1), max_beta))
+    return np.array(betas, dtype=np.float64)
+
+
+def mean_flat(tensor):
+    return tensor.mean(dim=list(range(1, tensor.ndim)))
+
+
+def _extract(arr, timesteps, broadcast_shape):
+    """Gather arr[t] for t of shape (B,) or (B, N) and broadcast to a (B, N, C, H, W) shape."""
+    res = arr.to(timesteps.device)[timesteps].float()
+    while res.ndim < len(broadcast_shape):
+        res = res[..., None]
+    return res.expand(broadcast_shape)
+
+
+def _frame_view(values, x):
+    """(B,) or (B, N) per-sample/per-frame values -> broadcastable against x (B, N, C, H, W)."""
+    while values.ndim < x.ndim:
+        values = values[..., None]
+    return values
+
+
+class GaussianDiffusion:
+    def __init__(self, *, betas, model_mean_type, model_var_type, loss_type, base_alphas_cumprod=None):
+        self.model_mean_type = model_mean_type
+        self.model_var_type = model_var_type
+        self.loss_type = loss_type
+
+        betas = np.array(betas, dtype=np.float64)
+        assert betas.ndim == 1 and (betas > 0).all() and (betas <= 1).all()
+        self.num_timesteps = int(betas.shape[0])
+
+        alphas = 1.0 - betas
+        alphas_cumprod = np.cumprod(alphas, axis=0)
+        alphas_cumprod_prev = np.append(1.0, alphas_cumprod[:-1])
+        alphas_cumprod_next = np.append(alphas_cumprod[1:], 0.0)
+        posterior_variance = betas * (1.0 - alphas_cumprod_prev) / (1.0 - alphas_cumprod)
+        # The posterior variance is 0 at t = 0: clip its log to the t = 1 value, as IDDPM.
+        posterior_log_variance_clipped = (
+            np.log(np.append(posterior_variance[1], posterior_variance[1:])) if len(posterior_variance) > 1
+            else np.array([])
+        )
+        tables = dict(
+            betas=betas,
+            log_betas=np.log(betas),
+            alphas_cumprod=alphas_cumprod,
+            alphas_cumprod_prev=alphas_cumprod_prev,
+            alphas_cumprod_next=alphas_cumprod_next,
+            sqrt_alphas_cumprod=np.sqrt(alphas_cumprod),
+            sqrt_one_minus_alphas_cumprod=np.sqrt(1.0 - alphas_cumprod),
+            log_one_minus_alphas_cumprod=np.log(1.0 - alphas_cumprod),
+            sqrt_recip_alphas_cumprod=np.sqrt(1.0 / alphas_cumprod),
+            sqrt_recipm1_alphas_cumprod=np.sqrt(1.0 / alphas_cumprod - 1),
+            posterior_variance=posterior_variance,
+            posterior_log_variance_clipped=posterior_log_variance_clipped,
+            posterior_mean_coef1=betas * np.sqrt(alphas_cumprod_prev) / (1.0 - alphas_cumprod),
+            posterior_mean_coef2=(1.0 - alphas_cumprod_prev) * np.sqrt(alphas) / (1.0 - alphas_cumprod),
+            fixed_large_log_variance=np.log(np.append(posterior_variance[1], betas[1:])),
+        )
+        for name, value in tables.items():
+            setattr(self, name, torch.from_numpy(np.ascontiguousarray(value)))
+
+        # The un-respaced process. Per-frame VTV sampling steps between arbitrary levels of it, with
+        # level -1 meaning clean data (alpha_bar = 1).
+        base = alphas_cumprod if base_alphas_cumprod is None else np.asarray(base_alphas_cumprod, dtype=np.float64)
+        self.base_num_timesteps = len(base)
+        self.base_alphas_cumprod_with_clean = torch.from_numpy(np.append(1.0, base))
+
+    @property
+    def sampling_timesteps(self):
+        """Ascending base-scale timesteps this diffusion visits (all of them unless respaced)."""
+        return list(range(self.num_timesteps))
+
+    # ------------------------------------------------------------------ forward process
+
+    def q_mean_variance(self, x_start, t):
+        mean = _extract(self.sqrt_alphas_cumprod, t, x_start.shape) * x_start
+        variance = _extract(1.0 - self.alphas_cumprod, t, x_start.shape)
+        log_variance = _extract(self.log_one_minus_alphas_cumprod, t, x_start.shape)
+        return mean, variance, log_variance
+
+    def q_sample(self, x_start, t, noise=None):
+        """Noise each frame to its own level: t (B,) or (B, N)."""
+        if noise is None:
+            noise = torch.randn_like(x_start)
+        assert noise.shape == x_start.shape
+        return (
+            _extract(self.sqrt_alphas_cumprod, t, x_start.shape) * x_start
+            + _extract(self.sqrt_one_minus_alphas_cumprod, t, x_start.shape) * noise
+        )
+
+    def q_posterior_mean_variance(self, x_start, x_t, t):
+        """q(x_{t-1} | x_t, x_0), per frame."""
+        posterior_mean = (
+            _extract(self.posterior_mean_coef1, t, x_t.shape) * x_start
+            + _extract(self.posterior_mean_coef2, t, x_t.shape) * x_t
+        )
+        posterior_variance = _extract(self.posterior_variance, t, x_t.shape)
+        posterior_log_variance_clipped = _extract(self.posterior_log_variance_clipped, t, x_t.shape)
+        return posterior_mean, posterior_variance, posterior_log_variance_clipped
+
+    # ------------------------------------------------------------------ reverse process
+
+    def p_mean_variance(self, model, x, t, clip_denoised=True, denoised_fn=None, model_kwargs=None):
+        """p(x_{t-1} | x_t) and the x_0 prediction, per frame."""
+        model_kwargs = model_kwargs or {}
+        B, N, C = x.shape[:3]
+        assert t.shape in ((B,), (B, N)), f"t must be (B,) or (B, N), got {tuple(t.shape)}"
+        model_output = model(x, t, **model_kwargs)
+        extra = None
+        if isinstance(model_output, tuple):
+            model_output, extra = model_output
+
+        if self.model_var_type in (ModelVarType.LEARNED, ModelVarType.LEARNED_RANGE):
+            assert model_output.shape == (B, N, C * 2, *x.shape[3:]), f"unexpected output {tuple(model_output.shape)}"
+            model_output, model_var_values = torch.split(model_output, C, dim=2)
+            if self.model_var_type == ModelVarType.LEARNED:
+                model_log_variance = model_var_values
+            else:
+                min_log = _extract(self.posterior_log_variance_clipped, t, x.shape)
+                max_log = _extract(self.log_betas, t, x.shape)
+                frac = (model_var_values + 1) / 2  # model outputs [-1, 1]
+                model_log_variance = frac * max_log + (1 - frac) * min_log
+            model_variance = torch.exp(model_log_variance)
+        else:
+            if self.model_var_type == ModelVarType.FIXED_LARGE:
+                log_table = self.fixed_large_log_variance
+            else:
+                log_table = self.posterior_log_variance_clipped
+            model_log_variance = _extract(log_table, t, x.shape)
+            model_variance = torch.exp(model_log_variance)
+
+        def process_xstart(x0):
+            if denoised_fn is not None:
+                x0 = denoised_fn(x0)
+            return x0.clamp(-1, 1) if clip_denoised else x0
+
+        if self.model_mean_type == ModelMeanType.START_X:
+            pred_xstart = process_xstart(model_output)
+        else:
+            pred_xstart = process_xstart(self._predict_xstart_from_eps(x_t=x, t=t, eps=model_output))
+        model_mean, _, _ = self.q_posterior_mean_variance(x_start=pred_xstart, x_t=x, t=t)
+        return {
+            "mean": model_mean,
+            "variance": model_variance,
+            "log_variance": model_log_variance,
+            "pred_xstart": pred_xstart,
+            "extra": extra,
+        }
+
+    def _predict_xstart_from_eps(self, x_t, t, eps):
+        return (
+            _extract(self.sqrt_recip_alphas_cumprod, t, x_t.shape) * x_t
+            - _extract(self.sqrt_recipm1_alphas_cumprod, t, x_t.shape) * eps
+        )
+
+    def _predict_eps_from_xstart(self, x_t, t, pred_xstart):
+        return (_extract(self.sqrt_recip_alphas_cumprod, t, x_t.shape) * x_t - pred_xstart) / _extract(
+            self.sqrt_recipm1_alphas_cumprod, t, x_t.shape
+        )
+
+    def condition_mean(self, cond_fn, p_mean_var, x, t, model_kwargs=None):
+        """Classifier guidance (Dhariwal & Nichol): shift the mean by variance * grad log p(y | x_t)."""
+        gradient = cond_fn(x, t, **(model_kwargs or {}))
+        return p_mean_var["mean"].float() + p_mean_var["variance"] * gradient.float()
+
+    def condition_score(self, cond_fn, p_mean_var, x, t, model_kwargs=None):
+        """Classifier guidance for DDIM, applied to the score."""
+        alpha_bar = _extract(self.alphas_cumprod, t, x.shape)
+        eps = self._predict_eps_from_xstart(x, t, p_mean_var["pred_xstart"])
+        eps = eps - (1 - alpha_bar).sqrt() * cond_fn(x, t, **(model_kwargs or {}))
+        out = dict(p_mean_var)
+        out["pred_xstart"] = self._predict_xstart_from_eps(x, t, eps)
+        out["mean"], _, _ = self.q_posterior_mean_variance(x_start=out["pred_xstart"], x_t=x, t=t)
+        return out
+
+    def p_sample(self, model, x, t, clip_denoised=True, denoised_fn=None, cond_fn=None, model_kwargs=None):
+        """One ancestral step x_t -> x_{t-1}; frames at t = 0 get no noise."""
+        out = self.p_mean_variance(model, x, t, clip_denoised, denoised_fn, model_kwargs)
+        noise = torch.randn_like(x)
+        nonzero_mask = _frame_view((t != 0).float(), x)
+        if cond_fn is not None:
+            out["mean"] = self.condition_mean(cond_fn, out, x, t, model_kwargs=model_kwargs)
+        sample = out["mean"] + nonzero_mask * torch.exp(0.5 * out["log_variance"]) * noise
+        return {"sample": sample, "pred_xstart": out["pred_xstart"]}
+
+    def p_sample_loop(self, model, shape, noise=None, clip_denoised=True, denoised_fn=None, cond_fn=None,
+                      model_kwargs=None, device=None, progress=False):
+        final = None
+        for sample in self.p_sample_loop_progressive(model, shape, noise, clip_denoised, denoised_fn, cond_fn,
+                                                     model_kwargs, device, progress):
+            final = sample
+        return final["sample"]
+
+    def p_sample_loop_progressive(self, model, shape, noise=None, clip_denoised=True, denoised_fn=None,
+                                  cond_fn=None, model_kwargs=None, device=None, progress=False):
+        img = noise if noise is not None else torch.randn(*shape, device=device)
+        for i in tqdm(range(self.num_timesteps)[::-1], disable=not progress, desc="DDPM"):
+            t = torch.full((shape[0],), i, device=img.device, dtype=torch.long)
+            with torch.no_grad():
+                out = self.p_sample(model, img, t, clip_denoised, denoised_fn, cond_fn, model_kwargs)
+                yield out
+                img = out["sample"]
+
+    def ddim_sample(self, model, x, t, clip_denoised=True, denoised_fn=None, cond_fn=None, model_kwargs=None,
+                    eta=0.0):
+        """One DDIM step x_t -> x_{t-1} (Song et al., eq. 12)."""
+        out = self.p_mean_variance(model, x, t, clip_denoised, denoised_fn, model_kwargs)
+        if cond_fn is not None:
+            out = self.condition_score(cond_fn, out, x, t, model_kwargs=model_kwargs)
+        eps = self._predict_eps_from_xstart(x, t, out["pred_xstart"])
+        alpha_bar = _extract(self.alphas_cumprod, t, x.shape)
+        alpha_bar_prev = _extract(self.alphas_cumprod_prev, t, x.shape)
+        sigma = eta * torch.sqrt((1 - alpha_bar_prev) / (1 - alpha_bar)) * torch.sqrt(1 - alpha_bar / alpha_bar_prev)
+        noise = torch.randn_like(x)
+        mean_pred = out["pred_xstart"] * torch.sqrt(alpha_bar_prev) + torch.sqrt(1 - alpha_bar_prev - sigma**2) * eps
+        nonzero_mask = _frame_view((t != 0).float(), x)
+        return {"sample": mean_pred + nonzero_mask * sigma * noise, "pred_xstart": out["pred_xstart"]}
+
+    def ddim_sample_loop(self, model, shape, noise=None, clip_denoised=True, denoised_fn=None, cond_fn=None,
+                         model_kwargs=None, device=None, progress=False, eta=0.0):
+        final = None
+        for sample in self.ddim_sample_loop_progressive(model, shape, noise, clip_denoised, denoised_fn, cond_fn,
+                                                        model_kwargs, device, progress, eta):
+            final = sample
+        return final["sample"]
+
+    def ddim_sample_loop_progressive(self, model, shape, noise=None, clip_denoised=True, denoised_fn=None,
+                                     cond_fn=None, model_kwargs=None, device=None, progress=False, eta=0.0):
+        img = noise if noise is not None else torch.randn(*shape, device=device)
+        for i in tqdm(range(self.num_timesteps)[::-1], disable=not progress, desc="DDIM"):
+            t = torch.full((shape[0],), i, device=img.device, dtype=torch.long)
+            with torch.no_grad():
+                out = self.ddim_sample(model, img, t, clip_denoised, denoised_fn, cond_fn, model_kwargs, eta)
+                yield out
+                img = out["sample"]
+
+    # ------------------------------------------------------------------ per-frame (VTV) sampling
+
+    def _levels_alpha_bar(self, levels, x):
+        """alpha_bar of base-scale levels (B, N), -1 = clean (alpha_bar 1), in float64 then broadcast."""
+        table = self.base_alphas_cumprod_with_clean.to(levels.device)
+        return _frame_view(table[levels + 1], x)
+
+    def vtv_step(self, model, x, level_from, level_to, *, method="ddim", eta=0.0, model_kwargs=None,
+                 clip_denoised=False, denoised_fn=None, noise=None, model_input=None, model_timesteps=None):
+        """Move every frame from its level to its next one (base-scale timesteps (B, N), -1 = clean).
+
+        Frames whose level does not change are returned untouched. For a pair of neighbouring levels of a
+        respaced grid this is exactly the respaced DDIM / DDPM step; larger per-frame jumps use the
+        closed-form q(x_s | x_t, x_0) of the base process.
+        """
+        model_kwargs = model_kwargs or {}
+        if method not in ("ddim", "ddpm"):
+            raise ValueError(f"sample_method must be 'ddim' or 'ddpm', got {method!r}")
+        if (level_to > level_from).any():
+            frame = (level_to > level_from).nonzero()[0].tolist()
+            raise ValueError(f"levels must not increase: sample {frame[0]} frame {frame[1]} goes "
+                             f"{level_from[tuple(frame)].item()} -> {level_to[tuple(frame)].item()}")
+        model_input = x if model_input is None else model_input
+        model_timesteps = level_from.clamp(min=0) if model_timesteps is None else model_timesteps
+        C = x.shape[2]
+        model_output = model(model_input, model_timesteps, **model_kwargs)
+        if isinstance(model_output, tuple):
+            model_output = model_output[0]
+        model_output = model_output.float()
+        if self.model_var_type in (ModelVarType.LEARNED, ModelVarType.LEARNED_RANGE):
+            model_output, model_var_values = torch.split(model_output, C, dim=2)
+
+        x64 = model_input.double()
+        alpha_bar_t = self._levels_alpha_bar(level_from, x)
+        alpha_bar_s = self._levels_alpha_bar(level_to, x)
+        moving = _frame_view(level_to < level_from, x)
+        # Frames that do not move may be clean (alpha_bar 1); keep their denominators away from 0.
+        one_minus_t = torch.where(moving, 1 - alpha_bar_t, torch.ones_like(alpha_bar_t))
+        if self.model_mean_type == ModelMeanType.START_X:
+            pred_xstart = model_output.double()
+        else:
+            pred_xstart = (x64 - (1 - alpha_bar_t).sqrt() * model_output.double()) / alpha_bar_t.sqrt()
+        if denoised_fn is not None:
+            pred_xstart = denoised_fn(pred_xstart.to(x.dtype)).double()
+        if clip_denoised:
+            pred_xstart = pred_xstart.clamp(-1, 1)
+        eps = (x64 - alpha_bar_t.sqrt() * pred_xstart) / one_minus_t.sqrt()
+
+        if noise is None:
+            noise = torch.randn_like(x)
+        noise = noise.double()
+        if method == "ddim":
+            sigma = eta * ((1 - alpha_bar_s) / one_minus_t).sqrt() * (1 - alpha_bar_t / alpha_bar_s).sqrt()
+            x_next = alpha_bar_s.sqrt() * pred_xstart + (1 - alpha_bar_s - sigma**2).clamp(min=0).sqrt() * eps
+            x_next = x_next + sigma * noise
+        else:
+            alpha_ts = alpha_bar_t / alpha_bar_s  # alpha of the jump t -> s
+            beta_ts = 1 - alpha_ts
+            mean = (alpha_bar_s.sqrt() * beta_ts / one_minus_t) * pred_xstart + (
+                alpha_ts.sqrt() * (1 - alpha_bar_s) / one_minus_t
+            ) * x64
+            posterior_variance = beta_ts * (1 - alpha_bar_s) / one_minus_t
+            min_log = posterior_variance.clamp(min=1e-20).log()
+            max_log = beta_ts.clamp(min=1e-20).log()
+            if self.model_var_type == ModelVarType.LEARNED_RANGE:
+                frac = (model_var_values.double() + 1) / 2
+                log_variance = frac * max_log + (1 - frac) * min_log
+            elif self.model_var_type == ModelVarType.LEARNED:
+                log_variance = model_var_values.double()
+            elif self.model_var_type == ModelVarType.FIXED_LARGE:
+                log_variance = max_log.expand_as(mean)
+            else:
+                log_variance = min_log.expand_as(mean)
+            to_clean = _frame_view(level_to < 0, x)
+            x_next = mean + torch.where(to_clean, 0.0, 1.0) * (0.5 * log_variance).exp() * noise
+        return torch.where(moving, x_next.to(x.dtype), x)
+
+    def vtv_sample_loop(self, model, shape, frame_schedule, *, method="ddim", eta=0.0, cond_frames=None,
+                        cond_mask=None, cond_noise_level=0, noise=None, model_kwargs=None, device=None,
+                        progress=False, clip_denoised=False, denoised_fn=None):
+        """Sample with a per-step, per-frame schedule of base-scale levels (-1 = clean).
+
+        frame_schedule: (S + 1, N) or (S + 1, B, N); step k moves frames from row k to row k + 1, and the last
+        row must be all -1. cond_frames (B, N, C, H, W) with cond_mask (B, N): those frames stay at their given
+        values at every step and in the output. The model sees clean frames at timestep 0, or noised to
+        cond_noise_level with fresh noise each step when cond_noise_level > 0 (stabilization).
+        """
+        if device is None:
+            device = noise.device if noise is not None else next(model.parameters()).device
+        B, N = shape[:2]
+        schedule = torch.as_tensor(frame_schedule, dtype=torch.long, device=device)
+        if schedule.ndim == 2:
+            schedule = schedule[:, None, :].expand(-1, B, -1)
+        if schedule.ndim != 3 or schedule.shape[1:] != (B, N) or schedule.shape[0] < 2:
+            raise ValueError(f"frame_schedule must be (S+1, {N}) or (S+1, {B}, {N}) with S >= 1, "
+                             f"got {tuple(frame_schedule.shape)}")
+        if schedule.min() < -1 or schedule.max() >= self.base_num_timesteps:
+            raise ValueError(f"frame_schedule levels must lie in [-1, {self.base_num_timesteps - 1}]")
+        increasing = schedule[1:] > schedule[:-1]
+        if increasing.any():
+            step, sample, frame = increasing.nonzero()[0].tolist()
+            raise ValueError(f"frame_schedule rises at step {step} for sample {sample} frame {frame}")
+        if (schedule[-1] != -1).any():
+            frame = (schedule[-1] != -1).nonzero()[0, 1].item()
+            raise ValueError(f"frame_schedule must end clean (-1) for every frame; frame {frame} does not")
+
+        x = noise.to(device) if noise is not None else torch.randn(*shape, device=device)
+        if cond_mask is None:
+            cond_mask = torch.zeros(B, N, dtype=torch.bool, device=device)
+        cond_mask = torch.as_tensor(cond_mask, dtype=torch.bool, device=device).expand(B, N)
+        starts_clean = schedule[0] == -1
+        if (starts_clean != cond_mask).any():
+            sample, frame = (starts_clean != cond_mask).nonzero()[0].tolist()
+            raise ValueError(f"sample {sample} frame {frame}: a frame is clean at the first step exactly when it is "
+                             f"a conditioning frame (cond_mask {bool(cond_mask[sample, frame])}, first level "
+                             f"{schedule[0, sample, frame].item()})")
+        if cond_mask.any():
+            if cond_frames is None:
+                raise ValueError("cond_mask marks conditioning frames but cond_frames is None")
+            x = torch.where(_frame_view(cond_mask, x), cond_frames.to(device=device, dtype=x.dtype), x)
+        if cond_noise_level and not 0 <= cond_noise_level < self.base_num_timesteps:
+            raise ValueError(f"cond_noise_level must lie in [0, {self.base_num_timesteps - 1}], got {cond_noise_level}")
+
+        sqrt_ab_cond = self.base_alphas_cumprod_with_clean[cond_noise_level + 1].sqrt().item()
+        for k in tqdm(range(schedule.shape[0] - 1), disable=not progress, desc="VTV sampling"):
+            level_from, level_to = schedule[k], schedule[k + 1]
+            if torch.equal(level_from, level_to):
+                continue
+            model_input, model_timesteps = x, level_from.clamp(min=0)
+            if cond_noise_level > 0:
+                clean = level_from < 0
+                noised = sqrt_ab_cond * x + math.sqrt(1 - sqrt_ab_cond**2) * torch.randn_like(x)
+                model_input = torch.where(_frame_view(clean, x), noised, x)
+                model_timesteps = torch.where(clean, cond_noise_level, model_timesteps)
+            with torch.no_grad():
+                x = self.vtv_step(model, x, level_from, level_to, method=method, eta=eta, model_kwargs=model_kwargs,
+                                  clip_denoised=clip_denoised, denoised_fn=denoised_fn, model_input=model_input,
+                                  model_timesteps=model_timesteps)
+        return x
+
+    # ------------------------------------------------------------------ training
+
+    def _vb_terms_bpd(self, model, x_start, x_t, t, clip_denoised=True, model_kwargs=None):
+        """VLB term per sample in bits/dim: KL to the true posterior, or decoder NLL for frames at t = 0."""
+        true_mean, _, true_log_variance_clipped = self.q_posterior_mean_variance(x_start=x_start, x_t=x_t, t=t)
+        out = self.p_mean_variance(model, x_t, t, clip_denoised=clip_denoised, model_kwargs=model_kwargs)
+        kl = normal_kl(true_mean, true_log_variance_clipped, out["mean"], out["log_variance"])
+        kl = kl.flatten(2).mean(dim=2) / np.log(2.0)  # (B, N)
+        decoder_nll = -discretized_gaussian_log_likelihood(
+            x_start, means=out["mean"], log_scales=0.5 * out["log_variance"]
+        )
+        decoder_nll = decoder_nll.flatten(2).mean(dim=2) / np.log(2.0)  # (B, N)
+        frame_t = t if t.ndim == 2 else t[:, None].expand_as(kl)
+        output = torch.where(frame_t == 0, decoder_nll, kl).mean(dim=1)  # (B,)
+        return {"output": output, "pred_xstart": out["pred_xstart"]}
+
+    def training_losses(self, model, x_start, t, model_kwargs=None, noise=None):
+        """Loss terms per sample (B,) for x_start (B, N, C, H, W) noised per frame to t (B,) or (B, N)."""
+        model_kwargs = model_kwargs or {}
+        if noise is None:
+            noise = torch.randn_like(x_start)
+        x_t = self.q_sample(x_start, t, noise=noise)
+        terms = {}
+
+        if self.loss_type.is_vb():
+            terms["loss"] = self._vb_terms_bpd(model, x_start, x_t, t, clip_denoised=False,
+                                               model_kwargs=model_kwargs)["output"]
+            if self.loss_type == LossType.RESCALED_KL:
+                terms["loss"] = terms["loss"] * self.num_timesteps
+            return terms
+
+        model_output = model(x_t, t, **model_kwargs)
+        if self.model_var_type in (ModelVarType.LEARNED, ModelVarType.LEARNED_RANGE):
+            B, N, C = x_t.shape[:3]
+            assert model_output.shape == (B, N, C * 2, *x_t.shape[3:])
+            model_output, model_var_values = torch.split(model_output, C, dim=2)
+            # The VLB only trains the variance: the mean enters detached (IDDPM).
+            frozen_out = torch.cat([model_output.detach(), model_var_values], dim=2)
+            terms["vb"] = self._vb_terms_bpd(lambda *args, r=frozen_out: r, x_start, x_t, t,
+                                             clip_denoised=False)["output"]
+            if self.loss_type == LossType.RESCALED_MSE:
+                terms["vb"] = terms["vb"] * self.num_timesteps / 1000.0
+
+        target = {
+            ModelMeanType.PREVIOUS_X: lambda: self.q_posterior_mean_variance(x_start=x_start, x_t=x_t, t=t)[0],
+            ModelMeanType.START_X: lambda: x_start,
+            ModelMeanType.EPSILON: lambda: noise,
+        }[self.model_mean_type]()
+        assert model_output.shape == target.shape == x_start.shape
+        terms["mse"] = mean_flat((target - model_output.float()) ** 2)
+        terms["loss"] = terms["mse"] + terms["vb"] if "vb" in terms else terms["mse"]
+        return terms

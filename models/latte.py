@@ -1,0 +1,347 @@
+"""Latte video DiT with a vectorized (per-frame) timestep: the FVDM backbone.
+
+Tokens are kept as (B, N, T, D): N frames, T = (H / patch) * (W / patch) patches per frame.
+Spatial blocks attend over T within each frame; temporal blocks attend over N at each patch position.
+Each frame's adaLN-Zero modulation is computed once per block from its own timestep embedding (B, N, D)
+and broadcast over that frame's tokens, so a per-frame timestep costs the same as a scalar one.
+"""
+import math
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from einops import rearrange
+from torch.utils.checkpoint import checkpoint
+
+
+def modulate(x, shift, scale):
+    return x * (1 + scale) + shift
+
+
+#################################################################################
+#               Embedding layers for timesteps, class labels and patches        #
+#################################################################################
+
+class TimestepEmbedder(nn.Module):
+    """Sinusoidal frequencies of each (per-frame) timestep -> MLP."""
+
+    def __init__(self, hidden_size, frequency_embedding_size=256):
+        super().__init__()
+        self.mlp = nn.Sequential(
+            nn.Linear(frequency_embedding_size, hidden_size, bias=True),
+            nn.SiLU(),
+            nn.Linear(hidden_size, hidden_size, bias=True),
+        )
+        self.frequency_embedding_size = frequency_embedding_size
+
+    @staticmethod
+    def timestep_embedding(t, dim, max_period=10000):
+        """t: any shape of (possibly fractional) timesteps -> t.shape + (dim,), cos then sin as in DiT."""
+        half = dim // 2
+        freqs = torch.exp(-math.log(max_period) * torch.arange(half, dtype=torch.float32, device=t.device) / half)
+        args = t.float()[..., None] * freqs
+        embedding = torch.cat([torch.cos(args), torch.sin(args)], dim=-1)
+        if dim % 2:
+            embedding = torch.cat([embedding, torch.zeros_like(embedding[..., :1])], dim=-1)
+        return embedding
+
+    def forward(self, t):
+        t_freq = self.timestep_embedding(t, self.frequency_embedding_size)
+        return self.mlp(t_freq.to(self.mlp[0].weight.dtype))
+
+
+class LabelEmbedder(nn.Module):
+    """Class labels -> vectors; drops labels to the null class (id num_classes) for classifier-free guidance."""
+
+    def __init__(self, num_classes, hidden_size, dropout_prob):
+        super().__init__()
+        self.embedding_table = nn.Embedding(num_classes + int(dropout_prob > 0), hidden_size)
+        self.num_classes = num_classes
+        self.dropout_prob = dropout_prob
+
+    def forward(self, labels, train):
+        if train and self.dropout_prob > 0:
+            drop = torch.rand(labels.shape[0], device=labels.device) < self.dropout_prob
+            labels = torch.where(drop, self.num_classes, labels)
+        return self.embedding_table(labels)
+
+
+class PatchEmbed(nn.Module):
+    """Per-frame patchify: (B*N, C, H, W) -> (B*N, T, D)."""
+
+    def __init__(self, input_size, patch_size, in_channels, hidden_size):
+        super().__init__()
+        self.num_patches = (input_size // patch_size) ** 2
+        self.proj = nn.Conv2d(in_channels, hidden_size, kernel_size=patch_size, stride=patch_size, bias=True)
+
+    def forward(self, x):
+        return rearrange(self.proj(x), "bn d h w -> bn (h w) d")
+
+
+#################################################################################
+#                                 Core Latte blocks                             #
+#################################################################################
+
+class Attention(nn.Module):
+    def __init__(self, dim, num_heads):
+        super().__init__()
+        self.num_heads = num_heads
+        self.qkv = nn.Linear(dim, dim * 3, bias=True)
+        self.proj = nn.Linear(dim, dim)
+
+    def forward(self, x):  # x: (S, L, D), attention over L
+        q, k, v = rearrange(self.qkv(x), "s l (three h d) -> three s h l d", three=3, h=self.num_heads)
+        out = F.scaled_dot_product_attention(q, k, v)
+        return self.proj(rearrange(out, "s h l d -> s l (h d)"))
+
+
+class Mlp(nn.Module):
+    def __init__(self, dim, hidden_dim):
+        super().__init__()
+        self.fc1 = nn.Linear(dim, hidden_dim)
+        self.fc2 = nn.Linear(hidden_dim, dim)
+
+    def forward(self, x):
+        return self.fc2(F.gelu(self.fc1(x), approximate="tanh"))
+
+
+class LatteBlock(nn.Module):
+    """adaLN-Zero transformer block attending over patches (spatial) or over frames (temporal)."""
+
+    def __init__(self, hidden_size, num_heads, mlp_ratio, temporal):
+        super().__init__()
+        self.temporal = temporal
+        self.norm1 = nn.LayerNorm(hidden_size, elementwise_affine=False, eps=1e-6)
+        self.attn = Attention(hidden_size, num_heads)
+        self.norm2 = nn.LayerNorm(hidden_size, elementwise_affine=False, eps=1e-6)
+        self.mlp = Mlp(hidden_size, int(hidden_size * mlp_ratio))
+        self.adaLN_modulation = nn.Sequential(nn.SiLU(), nn.Linear(hidden_size, 6 * hidden_size, bias=True))
+
+    def attend(self, x):  # x: (B, N, T, D)
+        batch = x.shape[0]
+        if self.temporal:
+            out = self.attn(rearrange(x, "b n t d -> (b t) n d"))
+            return rearrange(out, "(b t) n d -> b n t d", b=batch)
+        out = self.attn(rearrange(x, "b n t d -> (b n) t d"))
+        return rearrange(out, "(b n) t d -> b n t d", b=batch)
+
+    def forward(self, x, c):
+        # x: (B, N, T, D); c: (B, N, D), one conditioning vector per frame, broadcast over its T tokens.
+        modulation = self.adaLN_modulation(c).unsqueeze(2)  # (B, N, 1, 6D)
+        shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp = modulation.chunk(6, dim=-1)
+        x = x + gate_msa * self.attend(modulate(self.norm1(x), shift_msa, scale_msa))
+        x = x + gate_mlp * self.mlp(modulate(self.norm2(x), shift_mlp, scale_mlp))
+        return x
+
+
+class FinalLayer(nn.Module):
+    def __init__(self, hidden_size, patch_size, out_channels):
+        super().__init__()
+        self.norm_final = nn.LayerNorm(hidden_size, elementwise_affine=False, eps=1e-6)
+        self.linear = nn.Linear(hidden_size, patch_size * patch_size * out_channels, bias=True)
+        self.adaLN_modulation = nn.Sequential(nn.SiLU(), nn.Linear(hidden_size, 2 * hidden_size, bias=True))
+
+    def forward(self, x, c):  # x: (B, N, T, D); c: (B, N, D)
+        shift, scale = self.adaLN_modulation(c).unsqueeze(2).chunk(2, dim=-1)  # (B, N, 1, D) each
+        return self.linear(modulate(self.norm_final(x), shift, scale))
+
+
+#################################################################################
+#                                   Latte model                                 #
+#################################################################################
+
+class Latte(nn.Module):
+    def __init__(
+        self,
+        input_size=32,
+        patch_size=2,
+        in_channels=4,
+        hidden_size=1152,
+        depth=28,
+        num_heads=16,
+        mlp_ratio=4.0,
+        num_frames=16,
+        class_dropout_prob=0.1,
+        num_classes=0,
+        learn_sigma=True,
+        gradient_checkpointing=False,
+    ):
+        super().__init__()
+        if depth % 2:
+            raise ValueError(f"depth counts spatial and temporal blocks together and must be even, got {depth}")
+        if input_size % patch_size:
+            raise ValueError(f"input_size {input_size} is not divisible by patch_size {patch_size}")
+        self.input_size = input_size
+        self.patch_size = patch_size
+        self.in_channels = in_channels
+        self.out_channels = in_channels * 2 if learn_sigma else in_channels
+        self.learn_sigma = learn_sigma
+        self.num_frames = num_frames
+        self.num_classes = num_classes
+        self.hidden_size = hidden_size
+        self.gradient_checkpointing = gradient_checkpointing
+
+        self.x_embedder = PatchEmbed(input_size, patch_size, in_channels, hidden_size)
+        self.t_embedder = TimestepEmbedder(hidden_size)
+        self.y_embedder = LabelEmbedder(num_classes, hidden_size, class_dropout_prob) if num_classes > 0 else None
+        num_patches = self.x_embedder.num_patches
+        # Fixed sin-cos embeddings, kept as frozen parameters so state dicts match Latte's.
+        self.pos_embed = nn.Parameter(torch.zeros(1, num_patches, hidden_size), requires_grad=False)
+        self.temp_embed = nn.Parameter(torch.zeros(1, num_frames, hidden_size), requires_grad=False)
+        self.spatial_blocks = nn.ModuleList(
+            [LatteBlock(hidden_size, num_heads, mlp_ratio, temporal=False) for _ in range(depth // 2)]
+        )
+        self.temporal_blocks = nn.ModuleList(
+            [LatteBlock(hidden_size, num_heads, mlp_ratio, temporal=True) for _ in range(depth // 2)]
+        )
+        self.final_layer = FinalLayer(hidden_size, patch_size, self.out_channels)
+        self.initialize_weights()
+
+    def initialize_weights(self):
+        def _basic_init(module):
+            if isinstance(module, nn.Linear):
+                torch.nn.init.xavier_uniform_(module.weight)
+                if module.bias is not None:
+                    nn.init.constant_(module.bias, 0)
+
+        self.apply(_basic_init)
+        grid_size = int(self.x_embedder.num_patches ** 0.5)
+        self.pos_embed.data.copy_(torch.from_numpy(get_2d_sincos_pos_embed(self.hidden_size, grid_size)).float()[None])
+        self.temp_embed.data.copy_(torch.from_numpy(get_1d_sincos_pos_embed(self.hidden_size, self.num_frames)).float()[None])
+
+        w = self.x_embedder.proj.weight.data
+        nn.init.xavier_uniform_(w.view([w.shape[0], -1]))
+        nn.init.constant_(self.x_embedder.proj.bias, 0)
+        if self.y_embedder is not None:
+            nn.init.normal_(self.y_embedder.embedding_table.weight, std=0.02)
+        nn.init.normal_(self.t_embedder.mlp[0].weight, std=0.02)
+        nn.init.normal_(self.t_embedder.mlp[2].weight, std=0.02)
+        # adaLN-Zero: every block starts as the identity and the model outputs zeros.
+        for block in [*self.spatial_blocks, *self.temporal_blocks]:
+            nn.init.constant_(block.adaLN_modulation[-1].weight, 0)
+            nn.init.constant_(block.adaLN_modulation[-1].bias, 0)
+        nn.init.constant_(self.final_layer.adaLN_modulation[-1].weight, 0)
+        nn.init.constant_(self.final_layer.adaLN_modulation[-1].bias, 0)
+        nn.init.constant_(self.final_layer.linear.weight, 0)
+        nn.init.constant_(self.final_layer.linear.bias, 0)
+
+    def unpatchify(self, x):  # (B, N, T, p*p*C) -> (B, N, C, H, W)
+        grid = self.input_size // self.patch_size
+        return rearrange(
+            x, "b n (h w) (p q c) -> b n c (h p) (w q)", h=grid, w=grid, p=self.patch_size, q=self.patch_size
+        )
+
+    def frame_conditioning(self, t, y, batch, num_frames):
+        """Per-frame conditioning vectors (B, N, D) from t of shape (B,) or (B, N) and labels y (B,)."""
+        if t.dim() == 1:
+            t = t[:, None].expand(batch, num_frames)
+        if t.shape != (batch, num_frames):
+            raise ValueError(f"timesteps must have shape ({batch},) or ({batch}, {num_frames}), got {tuple(t.shape)}")
+        c = self.t_embedder(t)  # (B, N, D)
+        if self.y_embedder is not None:
+            if y is None:
+                raise ValueError("this model is class-conditional (num_classes > 0): pass labels y of shape (B,)")
+            c = c + self.y_embedder(y, self.training)[:, None]  # (B, 1, D) broadcast over frames
+        return c
+
+    def forward(self, x, t, y=None):
+        """x: (B, N, C, H, W); t: (B, N) per-frame or (B,) shared timesteps; y: (B,) labels."""
+        batch, num_frames = x.shape[:2]
+        if num_frames > self.temp_embed.shape[1]:
+            raise ValueError(f"got {num_frames} frames but the model was built for at most {self.temp_embed.shape[1]}")
+        c = self.frame_conditioning(t, y, batch, num_frames)
+
+        x = self.x_embedder(rearrange(x, "b n c h w -> (b n) c h w")) + self.pos_embed  # (B*N, T, D)
+        x = rearrange(x, "(b n) t d -> b n t d", b=batch)
+        for i, (spatial, temporal) in enumerate(zip(self.spatial_blocks, self.temporal_blocks)):
+            x = self.run_block(spatial, x, c)
+            if i == 0:  # Latte adds the temporal embedding once, before the first temporal block
+                x = x + self.temp_embed[0, :num_frames, None]  # (N, 1, D)
+            x = self.run_block(temporal, x, c)
+        x = self.final_layer(x, c)  # (B, N, T, p*p*C_out)
+        return self.unpatchify(x)
+
+    def run_block(self, block, x, c):
+        if self.gradient_checkpointing and self.training and torch.is_grad_enabled():
+            return checkpoint(block, x, c, use_reentrant=False)
+        return block(x, c)
+
+    def forward_with_cfg(self, x, t, y, cfg_scale):
+        """Classifier-free guidance on a batch whose second half carries the null label, as in DiT."""
+        half = x[: len(x) // 2]
+        combined = torch.cat([half, half], dim=0)
+        model_out = self.forward(combined, t, y)
+        eps, rest = model_out[:, :, : self.in_channels], model_out[:, :, self.in_channels :]
+        cond_eps, uncond_eps = torch.split(eps, len(eps) // 2, dim=0)
+        half_eps = uncond_eps + cfg_scale * (cond_eps - uncond_eps)
+        eps = torch.cat([half_eps, half_eps], dim=0)
+        return torch.cat([eps, rest], dim=2)
+
+
+#################################################################################
+#                         Sine/cosine positional embeddings                     #
+#################################################################################
+
+def get_1d_sincos_pos_embed_from_grid(embed_dim, pos):
+    """pos: positions (M,) -> (M, embed_dim), sin then cos."""
+    omega = np.arange(embed_dim // 2, dtype=np.float64) / (embed_dim / 2.0)
+    omega = 1.0 / 10000**omega
+    out = np.einsum("m,d->md", pos.reshape(-1).astype(np.float64), omega)
+    return np.concatenate([np.sin(out), np.cos(out)], axis=1)
+
+
+def get_1d_sincos_pos_embed(embed_dim, length):
+    return get_1d_sincos_pos_embed_from_grid(embed_dim, np.arange(length))
+
+
+def get_2d_sincos_pos_embed(embed_dim, grid_size):
+    """(grid_size**2, embed_dim): half the channels encode the row, half the column, as DiT/Latte."""
+    grid_h = np.arange(grid_size, dtype=np.float32)
+    grid_w = np.arange(grid_size, dtype=np.float32)
+    grid = np.stack(np.meshgrid(grid_w, grid_h), axis=0)  # w first, as DiT
+    emb_h = get_1d_sincos_pos_embed_from_grid(embed_dim // 2, grid[0])
+    emb_w = get_1d_sincos_pos_embed_from_grid(embed_dim // 2, grid[1])
+    return np.concatenate([emb_h, emb_w], axis=1)
+
+
+#################################################################################
+#                                  Latte configs                                #
+#################################################################################
+
+# (depth = spatial + temporal blocks, hidden size, heads), as DiT's sizes; T is a tiny size for CPU demos and tests.
+MODEL_SIZES = {
+    "XL": dict(depth=28, hidden_size=1152, num_heads=16),
+    "L": dict(depth=24, hidden_size=1024, num_heads=16),
+    "B": dict(depth=12, hidden_size=768, num_heads=12),
+    "S": dict(depth=12, hidden_size=384, num_heads=6),
+    "T": dict(depth=8, hidden_size=256, num_heads=4),
+}
+MODEL_NAMES = [f"Latte-{size}/{patch}" for size in MODEL_SIZES for patch in (2, 4, 8)]
+
+
+def create_model(
+    name,
+    input_size=32,
+    num_frames=16,
+    in_channels=4,
+    num_classes=0,
+    learn_sigma=True,
+    class_dropout_prob=0.1,
+    gradient_checkpointing=False,
+):
+    """Build e.g. create_model("Latte-XL/2", num_classes=101)."""
+    if name not in MODEL_NAMES:
+        raise ValueError(f"unknown model {name!r}; choose one of {MODEL_NAMES}")
+    size, patch = name[len("Latte-"):].split("/")
+    return Latte(
+        input_size=input_size,
+        patch_size=int(patch),
+        in_channels=in_channels,
+        num_frames=num_frames,
+        num_classes=num_classes,
+        learn_sigma=learn_sigma,
+        class_dropout_prob=class_dropout_prob,
+        gradient_checkpointing=gradient_checkpointing,
+        **MODEL_SIZES[size],
+    )
