@@ -1,0 +1,44 @@
+"""Training data: real-video layouts used by Latte/FVDM and the built-in bouncing-shapes clips.
+
+Our package shares its name with HuggingFace's `datasets`; import it from the repository root
+and keep imports inside it relative.
+"""
+
+from .bouncing import BouncingShapes
+from .video_datasets import LAYOUTS, VideoClipDataset, build_video_dataset
+from .video_io import count_frames, read_frames, resize_center_crop
+
+__all__ = [
+    "DATASETS", "BouncingShapes", "VideoClipDataset", "build_dataset", "count_frames", "read_frames",
+    "resize_center_crop",
+]
+
+
+def _build_bouncing(data_path=None, split=None, split_file=None, class_index_file=None, length=None, **kwargs):
+    if data_path is not None or split_file is not None or class_index_file is not None:
+        raise ValueError(
+            "dataset 'bouncing' is generated in memory: data_path, split_file and class_index_file must be None"
+        )
+    return BouncingShapes(split=split or "train", length=10000 if length is None else length, **kwargs)
+
+
+def _video_builder(name):
+    def build(data_path=None, **kwargs):
+        return build_video_dataset(name, data_path, **kwargs)
+
+    return build
+
+
+DATASETS = {"bouncing": _build_bouncing, **{name: _video_builder(name) for name in LAYOUTS}}
+
+
+def build_dataset(name, data_path=None, num_frames=16, frame_interval=3, image_size=256, random_flip=False, seed=0,
+                  split=None, split_file=None, class_index_file=None, length=None):
+    """A clip dataset by name. Items: {"video": float32 (N, 3, H, W) in [-1, 1], "label", "index", "num_skipped"}."""
+    if name not in DATASETS:
+        raise ValueError(f"unknown dataset {name!r}; valid names: {sorted(DATASETS)}")
+    return DATASETS[name](
+        data_path=data_path, num_frames=num_frames, frame_interval=frame_interval, image_size=image_size,
+        random_flip=random_flip, seed=seed, split=split, split_file=split_file, class_index_file=class_index_file,
+        length=length,
+    )

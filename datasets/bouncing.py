@@ -1,0 +1,172 @@
+"""Bouncing shapes: the built-in procedural video dataset (no files), the default of the CPU demo.
+
+One to three flat-coloured shapes (circle, square, diamond) move at constant velocity and bounce off
+the walls over a dark, plain or gently textured background. One frame shows where the objects
+are but not where they go; two or more frames fix the motion, so frame-conditioned generation
+(image-to-video, prediction, interpolation) has something to learn. Positions are a closed form
+of time (a triangle wave per axis), so any frame of the timeline renders directly and
+`frame_interval` subsamples the timeline exactly as it subsamples a real video.
+"""
+
+import operator
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+SHAPES = ("circle", "square", "diamond")
+# Bright, mutually distinct colours (RGB in [0, 1]); every background is darker than all of them.
+PALETTE = np.array(
+    [
+        [0.95, 0.25, 0.20],  # red
+        [0.30, 0.85, 0.30],  # green
+        [0.35, 0.55, 1.00],  # blue
+        [0.98, 0.85, 0.20],  # yellow
+        [0.20, 0.90, 0.90],  # cyan
+        [0.90, 0.35, 0.90],  # magenta
+        [1.00, 0.60, 0.15],  # orange
+        [0.95, 0.95, 0.95],  # white
+    ],
+    dtype=np.float32,
+)
+# Half-extent (centre to bounding-box edge) relative to the drawn size, so shapes look alike in size.
+SHAPE_EXTENT = {"circle": 1.0, "square": 0.85, "diamond": 1.25}
+SPLIT_STREAMS = {"train": 0, "test": 1}
+
+
+@dataclass(frozen=True)
+class BouncingObject:
+    shape: str
+    color: np.ndarray  # (3,) RGB in [0, 1]
+    extent: float  # half-size of the bounding box in pixels; the object bounces when it touches a wall
+    position: np.ndarray  # (2,) (y, x) centre at time 0, in pixels, inside [extent, image_size - extent]
+    velocity: np.ndarray  # (2,) (dy, dx) pixels per simulated time step
+
+
+@dataclass(frozen=True)
+class BouncingScene:
+    image_size: int
+    background: np.ndarray  # (H, W, 3) float32 in [0, 1], the same in every frame
+    objects: tuple
+
+
+def sample_scene(rng, image_size=32):
+    """A random scene: background, 1-3 objects with distinct colours, sizes, start positions and velocities."""
+    num_objects = int(rng.integers(1, 4))
+    colors = PALETTE[rng.choice(len(PALETTE), size=num_objects, replace=False)]
+    objects = []
+    for color in colors:
+        shape = SHAPES[int(rng.integers(len(SHAPES)))]
+        extent = SHAPE_EXTENT[shape] * rng.uniform(0.09, 0.16) * image_size
+        position = rng.uniform(extent, image_size - extent, size=2)
+        angle = rng.uniform(0, 2 * np.pi)
+        speed = rng.uniform(0.012, 0.03) * image_size
+        velocity = speed * np.array([np.sin(angle), np.cos(angle)])
+        objects.append(BouncingObject(shape, color, float(extent), position, velocity))
+    return BouncingScene(image_size, _sample_background(rng, image_size), tuple(objects))
+
+
+def _sample_background(rng, image_size):
+    """A dark base colour; half of the scenes add two faint low-frequency gratings."""
+    base = rng.uniform(0.05, 0.3, size=3).astype(np.float32)
+    background = np.broadcast_to(base, (image_size, image_size, 3)).copy()
+    if rng.random() < 0.5:
+        coords = (np.arange(image_size, dtype=np.float32) + 0.5) / image_size
+        for _ in range(2):
+            angle, phase = rng.uniform(0, 2 * np.pi, size=2)
+            cycles = rng.uniform(0.5, 2.0)
+            tint = rng.uniform(0.02, 0.06) * rng.uniform(0.5, 1.0, size=3)
+            along = np.sin(angle) * coords[:, None] + np.cos(angle) * coords[None, :]  # (H, W)
+            background += np.sin(2 * np.pi * cycles * along + phase)[:, :, None] * tint.astype(np.float32)
+    return background
+
+
+def object_centers(obj, times, image_size):
+    """(T, 2) centres at the given times: straight flight, mirrored at the walls (a triangle wave)."""
+    low, span = obj.extent, image_size - 2 * obj.extent
+    unfolded = obj.position - low + np.asarray(times, dtype=np.float64)[:, None] * obj.velocity  # (T, 2)
+    folded = np.mod(unfolded, 2 * span)
+    return low + span - np.abs(folded - span)
+
+
+def _box_distance(dy, dx, half_size):
+    """Exact signed distance to an axis-aligned square."""
+    over_y, over_x = np.abs(dy) - half_size, np.abs(dx) - half_size
+    outside = np.sqrt(np.maximum(over_y, 0) ** 2 + np.maximum(over_x, 0) ** 2)
+    return outside + np.minimum(np.maximum(over_y, over_x), 0)
+
+
+def _signed_distance(shape, dy, dx, extent):
+    """Signed distance from pixel centres to the shape's outline (negative inside)."""
+    if shape == "circle":
+        return np.sqrt(dy**2 + dx**2) - extent
+    if shape == "square":
+        return _box_distance(dy, dx, extent)
+    if shape == "diamond":
+        # A square turned 45 degrees with corners at +-extent. Measured in units of sqrt(2) pixels,
+        # so the anti-aliasing ramp spans what a pixel covers across a diagonal edge.
+        return _box_distance((dy + dx) * 0.5, (dy - dx) * 0.5, extent * 0.5)
+    raise ValueError(f"unknown shape {shape!r}; choose one of {SHAPES}")
+
+
+def render_scene(scene, times):
+    """float32 (T, 3, H, W) in [-1, 1]: the scene at the given times, with anti-aliased edges."""
+    pixel_centres = np.arange(scene.image_size, dtype=np.float32) + 0.5
+    frames = np.broadcast_to(scene.background, (len(times), *scene.background.shape)).copy()  # (T, H, W, 3)
+    for obj in scene.objects:
+        centers = object_centers(obj, times, scene.image_size).astype(np.float32)  # (T, 2)
+        dy = pixel_centres[None, :, None] - centers[:, 0, None, None]  # (T, H, 1)
+        dx = pixel_centres[None, None, :] - centers[:, 1, None, None]  # (T, 1, W)
+        coverage = np.clip(0.5 - _signed_distance(obj.shape, dy, dx, obj.extent), 0.0, 1.0)  # (T, H, W)
+        coverage = coverage[..., None]
+        frames = frames * (1.0 - coverage) + coverage * obj.color
+    # Scaled in numpy: a torch op on a clip this small can cost more in thread start-up than in work.
+    return torch.from_numpy(np.ascontiguousarray((frames * 2.0 - 1.0).transpose(0, 3, 1, 2), dtype=np.float32))
+
+
+class BouncingShapes(Dataset):
+    """A virtual dataset of `length` bouncing-shape clips, each fixed by (seed, split, index)."""
+
+    num_classes = 0
+
+    def __init__(self, num_frames=16, frame_interval=3, image_size=32, split="train", seed=0, length=10000,
+                 random_flip=False):
+        if split not in SPLIT_STREAMS:
+            raise ValueError(f"bouncing: split must be one of {sorted(SPLIT_STREAMS)}, got {split!r}")
+        for key, value in (("num_frames", num_frames), ("frame_interval", frame_interval),
+                           ("image_size", image_size), ("length", length)):
+            if int(value) != value or value < 1:
+                raise ValueError(f"bouncing: {key} must be a positive integer, got {value!r}")
+        if int(seed) != seed or seed < 0:
+            raise ValueError(f"bouncing: seed must be a non-negative integer, got {seed!r}")
+        self.num_frames = int(num_frames)
+        self.frame_interval = int(frame_interval)
+        self.image_size = int(image_size)
+        self.split = split
+        self.seed = int(seed)
+        self.length = int(length)
+        self.random_flip = random_flip
+        self.epoch = 0
+
+    def set_epoch(self, epoch):
+        """Only the random flip depends on the epoch; the clips themselves are fixed per index."""
+        self.epoch = int(epoch)
+
+    def __len__(self):
+        return self.length
+
+    def scene(self, index):
+        return sample_scene(np.random.default_rng([self.seed, SPLIT_STREAMS[self.split], index]), self.image_size)
+
+    def __getitem__(self, index):
+        index = operator.index(index)
+        if not 0 <= index < self.length:
+            raise IndexError(f"bouncing: index {index} is out of range for {self.length} items")
+        times = self.frame_interval * np.arange(self.num_frames)
+        video = render_scene(self.scene(index), times)  # (N, 3, H, W)
+        if self.random_flip:
+            flip_rng = np.random.default_rng([self.seed, SPLIT_STREAMS[self.split], index, self.epoch])
+            if flip_rng.random() < 0.5:
+                video = video.flip(-1)
+        return {"video": video, "label": torch.tensor(0, dtype=torch.int64), "index": index, "num_skipped": 0}

