@@ -1,0 +1,471 @@
+"""Vectorized-timestep (VTV) presets: which noise level each frame sits at, step by step.
+
+A schedule is a LongTensor (S+1, N) of base-scale levels (0..T-1, -1 = clean). Sampling step k moves frame i
+from schedule[k, i] to schedule[k+1, i] (GaussianDiffusion.vtv_step); a frame whose level does not change
+waits. Conditioning frames are -1 in every row and are held at their given values. Schedules are built from
+`diffusion.sampling_timesteps`, the (respaced) grid the sampler visits, walked from noisiest to clean:
+    standard       tau_i(t) = t for every frame (the paper's tau(t) = t * 1)
+    i2v            one frame clean (any index, default the first), the others at t
+    interpolation  keyframes clean (default first and last), the frames between at t
+    transition     last frames of clip A and first frames of clip B clean, the gap at t
+    next_frame     M context frames clean, the next K at t
+    progressive    tau_i(t) = min(round(c * i * t), t), i = 1..N (paper: c = 0.2), or frame i lagging i * lag
+                   steps behind frame 0 (mode "lag"); both start from pure noise
+    custom         a level expression in i, t, N, T (safe whitelist evaluator) and per-frame overrides
+    long           chunk after chunk, each conditioned on the last M frames of the video so far
+    diagonal       FIFO / Diffusion-Forcing streaming: a queue of frames at staggered levels, one clean frame
+                   out of the front and one noise frame in at the back per step; unbounded, constant memory
+"""
+import ast
+import math
+import operator
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+PRESETS = ("standard", "i2v", "interpolation", "transition", "next_frame", "progressive", "custom", "long", "diagonal")
+STREAMING_PRESETS = ("long", "diagonal")
+# Options each single-window preset accepts (build_plan keyword arguments).
+PRESET_OPTIONS = {
+    "standard": (),
+    "i2v": ("cond_frame",),
+    "interpolation": ("keyframes",),
+    "transition": ("frames_a", "frames_b"),
+    "next_frame": ("context_frames", "predict_frames"),
+    "progressive": ("mode", "c", "lag"),
+    "custom": ("expression", "frame_expressions"),
+}
+CLEAN = -1
+
+
+@dataclass
+class VTVPlan:
+    """One window: frame_schedule (S+1, N) base-scale levels, cond_mask (N,) bool (frames given clean)."""
+
+    frame_schedule: torch.Tensor
+    cond_mask: torch.Tensor
+
+    @property
+    def num_frames(self):
+        return self.frame_schedule.shape[1]
+
+
+def round_half_up(value):
+    """Levels are integers; halves round up so 0.5-steps are deterministic across platforms."""
+    return math.floor(value + 0.5)
+
+
+def descending_levels(sampling_timesteps):
+    """The sampler's grid from noisiest to cleanest, e.g. [999, 979, ..., 0]."""
+    levels = sorted({int(t) for t in sampling_timesteps}, reverse=True)
+    if not levels or levels[-1] < 0:
+        raise ValueError(f"sampling_timesteps must be non-empty base timesteps >= 0, got {list(sampling_timesteps)}")
+    return levels
+
+
+def resolve_frame_indices(indices, num_frames, name):
+    """Python-style frame indices (negative counts from the end) -> sorted unique ints; out of range names it."""
+    resolved = set()
+    for index in indices:
+        if isinstance(index, bool) or not isinstance(index, (int, np.integer)):
+            raise ValueError(f"{name}: frame index {index!r} is not an integer")
+        if not -num_frames <= index < num_frames:
+            raise ValueError(f"{name}: frame index {index} is out of range for {num_frames} frames")
+        resolved.add(int(index) % num_frames)
+    return sorted(resolved)
+
+
+def conditioned_schedule(sampling_timesteps, num_frames, cond_indices=(), name="cond_frames"):
+    """Frames in cond_indices clean throughout, every other frame at t: the plan behind most presets."""
+    cond = resolve_frame_indices(cond_indices, num_frames, name)
+    if len(cond) == num_frames:
+        raise ValueError(f"{name} {cond} covers all {num_frames} frames: no frame is left to generate")
+    rows = descending_levels(sampling_timesteps) + [CLEAN]
+    schedule = torch.tensor(rows, dtype=torch.long)[:, None].repeat(1, num_frames)  # (S+1, N)
+    cond_mask = torch.zeros(num_frames, dtype=torch.bool)
+    cond_mask[cond] = True
+    schedule[:, cond_mask] = CLEAN
+    return VTVPlan(schedule, cond_mask)
+
+
+def with_warmup(sampling_timesteps, rows):
+    """Prepend a joint descent from pure noise to each frame's first level (frames wait once they reach it).
+
+    rows: (R, N) levels whose first row may sit below the top of the grid; pure-noise initial frames are only
+    valid at the top, so frame i follows max(g, rows[0, i]) for the grid levels g above the lowest start level.
+    """
+    start = rows[0]
+    grid = [g for g in descending_levels(sampling_timesteps) if g > start.min().item()]
+    warmup = [torch.maximum(torch.full_like(start, g), start) for g in grid]
+    stacked = torch.cat([torch.stack(warmup), rows]) if warmup else rows
+    keep = torch.ones(len(stacked), dtype=torch.bool)
+    keep[1:] = (stacked[1:] != stacked[:-1]).any(dim=1)  # drop rows where nothing moves
+    return stacked[keep]
+
+
+def progressive_schedule(sampling_timesteps, num_frames, c=0.2):
+    """tau_i(t) = min(round(c * i * t), t) for i = 1..N over the grid (first frame least noisy), after warm-up."""
+    if not c > 0:
+        raise ValueError(f"progressive c must be > 0, got {c}")
+    grid = descending_levels(sampling_timesteps)
+    rows = [[min(round_half_up(c * i * t), t) for i in range(1, num_frames + 1)] for t in grid]
+    rows.append([CLEAN] * num_frames)
+    return VTVPlan(with_warmup(grid, torch.tensor(rows, dtype=torch.long)), torch.zeros(num_frames, dtype=torch.bool))
+
+
+def lag_schedule(sampling_timesteps, num_frames, lag=1):
+    """Frame i (from 0) walks the grid lag * i steps behind frame 0: noise rises along the frames (pyramid)."""
+    if int(lag) != lag or lag < 1:
+        raise ValueError(f"progressive lag must be an integer >= 1, got {lag}")
+    path = torch.tensor(descending_levels(sampling_timesteps) + [CLEAN], dtype=torch.long)  # (S+1,)
+    num_rows = len(path) + lag * (num_frames - 1)
+    step = torch.arange(num_rows)[:, None] - lag * torch.arange(num_frames)[None]  # (rows, N)
+    return VTVPlan(path[step.clamp(0, len(path) - 1)], torch.zeros(num_frames, dtype=torch.bool))
+
+
+# ----------------------------------------------------------------------------- safe level expressions
+
+_BINARY = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv,
+           ast.FloorDiv: operator.floordiv, ast.Mod: operator.mod,
+           ast.Pow: lambda a, b: float(a) ** float(b)}  # floats: 9**9**9 overflows at once instead of hanging
+_UNARY = {ast.USub: operator.neg, ast.UAdd: operator.pos, ast.Not: operator.not_}
+_COMPARE = {ast.Lt: operator.lt, ast.LtE: operator.le, ast.Gt: operator.gt, ast.GtE: operator.ge,
+            ast.Eq: operator.eq, ast.NotEq: operator.ne}
+_FUNCTIONS = {"min": min, "max": max, "abs": abs, "floor": math.floor, "ceil": math.ceil, "sqrt": math.sqrt,
+              "exp": math.exp, "log": math.log, "clip": lambda x, low, high: min(max(x, low), high)}
+EXPRESSION_VARIABLES = ("i", "t", "N", "T")
+
+
+class LevelExpression:
+    """An arithmetic expression of i (frame, from 1), t (the step's grid level), N (frames), T (timesteps).
+
+    Parsed with `ast` and walked node by node over a whitelist; nothing is passed to eval. Allowed: numbers,
+    the four variables, + - * / // % **, comparisons, and/or/not, `a if cond else b`, and min max abs floor
+    ceil sqrt exp log clip(x, low, high).
+    """
+
+    def __init__(self, text):
+        self.text = str(text)
+        try:
+            self.tree = ast.parse(self.text, mode="eval").body
+        except SyntaxError as error:
+            raise ValueError(f"schedule expression {self.text!r} is not valid: {error.msg}") from error
+        for node in ast.walk(self.tree):
+            self._check(node)
+
+    def _check(self, node):
+        allowed = (ast.BinOp, ast.UnaryOp, ast.Compare, ast.BoolOp, ast.IfExp, ast.Call, ast.Name, ast.Constant,
+                   ast.Load, ast.And, ast.Or, *_BINARY, *_UNARY, *_COMPARE)
+        if not isinstance(node, allowed):
+            raise ValueError(f"schedule expression {self.text!r}: {type(node).__name__} is not allowed")
+        if isinstance(node, ast.Name) and node.id not in EXPRESSION_VARIABLES + tuple(_FUNCTIONS):
+            raise ValueError(f"schedule expression {self.text!r}: unknown name {node.id!r} "
+                             f"(variables {EXPRESSION_VARIABLES}, functions {sorted(_FUNCTIONS)})")
+        if isinstance(node, ast.Constant) and (isinstance(node.value, bool)
+                                               or not isinstance(node.value, (int, float))):
+            raise ValueError(f"schedule expression {self.text!r}: constant {node.value!r} is not a number")
+        if isinstance(node, ast.Call) and (not isinstance(node.func, ast.Name) or node.func.id not in _FUNCTIONS
+                                           or node.keywords):
+            raise ValueError(f"schedule expression {self.text!r}: only calls like min(a, b) to {sorted(_FUNCTIONS)} "
+                             "are allowed")
+
+    def __call__(self, **variables):
+        return self._eval(self.tree, variables)
+
+    def _eval(self, node, variables):
+        if isinstance(node, ast.Constant):
+            return node.value
+        if isinstance(node, ast.Name):
+            if node.id not in variables:
+                raise ValueError(f"schedule expression {self.text!r}: {node.id!r} is a function, not a value")
+            return variables[node.id]
+        if isinstance(node, ast.BinOp):
+            return _BINARY[type(node.op)](self._eval(node.left, variables), self._eval(node.right, variables))
+        if isinstance(node, ast.UnaryOp):
+            return _UNARY[type(node.op)](self._eval(node.operand, variables))
+        if isinstance(node, ast.BoolOp):  # Python's semantics: the deciding operand's value, short-circuited
+            for value_node in node.values[:-1]:
+                value = self._eval(value_node, variables)
+                if bool(value) != isinstance(node.op, ast.And):
+                    return value
+            return self._eval(node.values[-1], variables)
+        if isinstance(node, ast.Compare):
+            left = self._eval(node.left, variables)
+            for op, right_node in zip(node.ops, node.comparators):
+                right = self._eval(right_node, variables)
+                if not _COMPARE[type(op)](left, right):
+                    return False
+                left = right
+            return True
+        if isinstance(node, ast.IfExp):
+            branch = node.body if self._eval(node.test, variables) else node.orelse
+            return self._eval(branch, variables)
+        return _FUNCTIONS[node.func.id](*(self._eval(arg, variables) for arg in node.args))  # ast.Call
+
+
+def expression_schedule(sampling_timesteps, num_frames, expression="t", frame_expressions=None, num_timesteps=1000):
+    """A user-written schedule: level of frame i at grid level t = expression(i, t, N, T), rounded half up and
+    clamped to [0, T-1]; frame_expressions {index: expression or "clean"} override single frames ("clean" =
+    a conditioning frame). Levels must not rise as t falls. Starts from pure noise (warm-up)."""
+    default = LevelExpression(expression)
+    per_frame = {}
+    cond = []
+    for index, spec in (frame_expressions or {}).items():
+        (frame,) = resolve_frame_indices([index], num_frames, "frame_expressions")
+        if str(spec).strip().lower() == "clean":
+            cond.append(frame)
+        else:
+            per_frame[frame] = LevelExpression(spec)
+    if len(cond) == num_frames:
+        raise ValueError(f"frame_expressions mark all {num_frames} frames clean: no frame is left to generate")
+    grid = descending_levels(sampling_timesteps)
+    rows = []
+    for t in grid:
+        row = []
+        for frame in range(num_frames):
+            spec = per_frame.get(frame, default)
+            value = spec(i=frame + 1, t=t, N=num_frames, T=num_timesteps)
+            if not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise ValueError(f"schedule expression {spec.text!r} gives {value!r} at frame {frame}, t={t}")
+            row.append(min(max(round_half_up(value), 0), num_timesteps - 1))
+        rows.append(row)
+    rows.append([CLEAN] * num_frames)
+    levels = torch.tensor(rows, dtype=torch.long)
+    rising = levels[1:] > levels[:-1]
+    if rising.any():
+        step, frame = rising.nonzero()[0].tolist()
+        raise ValueError(f"custom schedule rises for frame {frame}: level {levels[step, frame].item()} at "
+                         f"t={grid[step]} -> {levels[step + 1, frame].item()} at the next step; levels must not "
+                         "increase as t falls")
+    cond_mask = torch.zeros(num_frames, dtype=torch.bool)
+    cond_mask[cond] = True
+    generated = with_warmup(grid, levels[:, ~cond_mask])  # (R, frames to generate)
+    schedule = torch.full((len(generated), num_frames), CLEAN, dtype=torch.long)
+    schedule[:, ~cond_mask] = generated
+    return VTVPlan(schedule, cond_mask)
+
+
+# ----------------------------------------------------------------------------- single-window presets
+
+def build_plan(preset, sampling_timesteps, num_frames, num_timesteps=1000, **options):
+    """The VTVPlan of a single-window preset; options as in PRESET_OPTIONS (None = the preset's default)."""
+    if preset in STREAMING_PRESETS:
+        raise ValueError(f"preset {preset!r} samples chunk after chunk: use iter_long_video / iter_diagonal_video")
+    if preset not in PRESET_OPTIONS:
+        raise ValueError(f"unknown preset {preset!r}; choose one of {PRESETS}")
+    unknown = sorted(set(options) - set(PRESET_OPTIONS[preset]))
+    if unknown:
+        raise ValueError(f"preset {preset!r} takes options {PRESET_OPTIONS[preset]}, not {unknown}")
+    options = {k: v for k, v in options.items() if v is not None}
+    N = num_frames
+    if preset == "standard":
+        return conditioned_schedule(sampling_timesteps, N)
+    if preset == "i2v":
+        return conditioned_schedule(sampling_timesteps, N, [options.get("cond_frame", 0)], "cond_frame")
+    if preset == "interpolation":
+        keyframes = list(options.get("keyframes", [0, N - 1]))
+        if not keyframes:
+            raise ValueError("interpolation: keyframes is empty; give at least one frame index")
+        return conditioned_schedule(sampling_timesteps, N, keyframes, "keyframes")
+    if preset == "transition":
+        frames_a, frames_b = transition_split(N, options.get("frames_a", 4), options.get("frames_b", 4))
+        return conditioned_schedule(sampling_timesteps, N, list(range(frames_a)) + list(range(N - frames_b, N)),
+                                    "frames_a/frames_b")
+    if preset == "next_frame":
+        context, predict = next_frame_split(N, options.get("context_frames"), options.get("predict_frames", 1))
+        return conditioned_schedule(sampling_timesteps, context + predict, range(context), "context_frames")
+    if preset == "progressive":
+        mode = options.get("mode", "scale")
+        if mode == "scale":
+            return progressive_schedule(sampling_timesteps, N, options.get("c", 0.2))
+        if mode == "lag":
+            return lag_schedule(sampling_timesteps, N, options.get("lag", 1))
+        raise ValueError(f"progressive mode must be 'scale' or 'lag', got {mode!r}")
+    return expression_schedule(sampling_timesteps, N, options.get("expression", "t"),
+                               options.get("frame_expressions"), num_timesteps)
+
+
+def transition_split(num_frames, frames_a, frames_b):
+    """Window layout [last frames_a of A | generated gap | first frames_b of B]."""
+    if frames_a < 1 or frames_b < 1:
+        raise ValueError(f"transition: frames_a and frames_b must be >= 1, got {frames_a} and {frames_b}")
+    if frames_a + frames_b >= num_frames:
+        raise ValueError(f"transition: frames_a + frames_b = {frames_a + frames_b} leaves no frame to generate "
+                         f"in a {num_frames}-frame window")
+    return frames_a, frames_b
+
+
+def next_frame_split(num_frames, context_frames, predict_frames):
+    """(M, K): M context frames then K predicted, M + K <= num_frames; M defaults to num_frames - K."""
+    if predict_frames < 1:
+        raise ValueError(f"next_frame: predict_frames must be >= 1, got {predict_frames}")
+    context = num_frames - predict_frames if context_frames is None else context_frames
+    if context < 1:
+        raise ValueError(f"next_frame: context_frames must be >= 1, got {context}")
+    if context + predict_frames > num_frames:
+        raise ValueError(f"next_frame: context_frames + predict_frames = {context + predict_frames} exceeds the "
+                         f"model's {num_frames} frames")
+    return context, predict_frames
+
+
+# ----------------------------------------------------------------------------- long video (chunk after chunk)
+
+def plan_long_video(num_frames, context_frames, length, given_frames=0):
+    """Windows [(start, num_context, num_new)] that extend `given_frames` frames to `length`.
+
+    Each window is at most num_frames long; its first num_context frames are the last frames so far (held
+    clean) and it adds num_new frames. Windows add num_frames - context_frames frames; the last one takes
+    more context instead of a shorter window, and a short given clip is used whole.
+    """
+    if not 1 <= context_frames < num_frames:
+        raise ValueError(f"long: context_frames must lie in [1, {num_frames - 1}], got {context_frames}")
+    if length <= given_frames:
+        raise ValueError(f"long: length {length} must exceed the {given_frames} given frames")
+    windows, end = [], given_frames
+    while end < length:
+        new = min(num_frames - context_frames, length - end)
+        context = min(num_frames - new, end)
+        new = min(num_frames - context, length - end)
+        windows.append((end - context, context, new))
+        end += new
+    return windows
+
+
+def default_noise_fn(batch_size, frame_shape, device):
+    return lambda num: torch.randn(batch_size, num, *frame_shape, device=device)
+
+
+def iter_long_video(diffusion, model, shape, length, context_frames, *, given=None, method="ddim", eta=0.0,
+                    cond_noise_level=0, model_kwargs=None, noise_fn=None, device=None, output_device="cpu",
+                    clip_denoised=False, progress=False):
+    """Yield a video of `length` frames chunk by chunk (B, k, C, H, W) on output_device, given frames first.
+
+    shape: (B, N, C, H, W), N the model's window. Only the current window and the last N frames stay on
+    `device`, so memory does not grow with length. noise_fn(n) -> (B, n, C, H, W) fresh noise for n frames.
+    """
+    batch_size, num_frames, *frame_shape = shape
+    device = torch.device(device) if device is not None else next(model.parameters()).device
+    noise_fn = noise_fn or default_noise_fn(batch_size, frame_shape, device)
+    given_frames = 0 if given is None else given.shape[1]
+    windows = plan_long_video(num_frames, context_frames, length, given_frames)
+    tail = torch.zeros(batch_size, 0, *frame_shape, device=device)
+    if given is not None:
+        tail = given[:, -num_frames:].to(device)
+        yield given.to(output_device)
+    for _, context, new in tqdm(windows, desc="long video", disable=not progress):
+        plan = conditioned_schedule(diffusion.sampling_timesteps, context + new, range(context), "context_frames")
+        cond_frames = torch.cat([tail[:, tail.shape[1] - context:],
+                                 torch.zeros(batch_size, new, *frame_shape, device=device)], dim=1)
+        window = diffusion.vtv_sample_loop(
+            model, (batch_size, context + new, *frame_shape), plan.frame_schedule, method=method, eta=eta,
+            cond_frames=cond_frames, cond_mask=plan.cond_mask.to(device), cond_noise_level=cond_noise_level,
+            noise=noise_fn(context + new), model_kwargs=model_kwargs, device=device, clip_denoised=clip_denoised)
+        yield window[:, context:].to(output_device)
+        tail = window
+
+
+def long_video_schedule(sampling_timesteps, num_frames, context_frames, length, given_frames=0, max_frames=None):
+    """Levels of every output frame at every sampling step of a long video (rows = steps, NaN = not started).
+
+    Window w fills rows [w * (S+1), (w+1) * (S+1)); frames before it are clean, given frames clean from row 0.
+    max_frames keeps the first frames only (a heatmap of a 1024-frame video need not be drawn in full).
+    """
+    windows = plan_long_video(num_frames, context_frames, length, given_frames)
+    shown = length if max_frames is None else min(length, max_frames)
+    path = np.array(descending_levels(sampling_timesteps) + [CLEAN], dtype=np.float64)
+    steps = len(path)
+    windows = [w for w in windows if w[0] < shown]
+    levels = np.full((steps * len(windows), shown), np.nan)
+    levels[:, :min(given_frames, shown)] = CLEAN
+    for w, (start, context, new) in enumerate(windows):
+        rows = slice(w * steps, (w + 1) * steps)
+        levels[rows, :start + context] = CLEAN
+        levels[rows, start + context:min(start + context + new, shown)] = path[:, None]
+        levels[(w + 1) * steps:, :min(start + context + new, shown)] = CLEAN
+    return levels
+
+
+# ----------------------------------------------------------------------------- diagonal streaming
+
+def diagonal_levels(sampling_timesteps, queue_length):
+    """queue_length levels from the grid, ascending; the grid's own levels when it has exactly that many."""
+    grid = sorted(descending_levels(sampling_timesteps))
+    if len(grid) < queue_length:
+        raise ValueError(f"diagonal: a queue of {queue_length} frames (partitions x num_frames) needs at least "
+                         f"{queue_length} sampling steps, got {len(grid)}; raise num_sampling_steps")
+    picks = np.linspace(0, len(grid) - 1, queue_length).round().astype(int)
+    return [grid[k] for k in picks]
+
+
+def diagonal_ramp(queue_length):
+    """Warm-up rows of level indices (Q rows, Q positions): position j goes from Q (pure noise) down to j + 1.
+
+    Row r holds max(j + 1, Q - r): front frames lead, so the queue reaches the staggered steady state
+    (position j at index j + 1) after Q - 1 steps, every frame having passed each index in turn.
+    """
+    positions = torch.arange(1, queue_length + 1)
+    return torch.stack([positions.clamp(min=queue_length - r) for r in range(queue_length)])
+
+
+def iter_diagonal_video(diffusion, model, shape, length=None, partitions=1, *, method="ddim", eta=0.0,
+                        model_kwargs=None, noise_fn=None, device=None, output_device="cpu", clip_denoised=False,
+                        progress=False):
+    """Yield clean frames (B, 1, C, H, W) one by one from a queue of partitions * N frames at staggered levels.
+
+    After the warm-up ramp, every step moves queue position j from level index j + 1 to j (index 0 = clean),
+    emits the front frame and appends a pure-noise frame at the back. The queue is denoised as `partitions`
+    windows of N frames (FIFO-Diffusion's latent partitioning), so memory is constant. length=None never stops.
+    """
+    batch_size, num_frames, *frame_shape = shape
+    device = torch.device(device) if device is not None else next(model.parameters()).device
+    noise_fn = noise_fn or default_noise_fn(batch_size, frame_shape, device)
+    queue_length = partitions * num_frames
+    levels = torch.tensor([CLEAN] + diagonal_levels(diffusion.sampling_timesteps, queue_length), device=device)
+    steady = torch.arange(1, queue_length + 1, device=device)  # level index of each position before a step
+
+    def advance(queue, index_from, index_to):
+        moved = []
+        for window, start in zip(queue.split(num_frames, dim=1), range(0, queue_length, num_frames)):
+            level_from = levels[index_from[start:start + num_frames]].expand(batch_size, -1)  # (B, N)
+            level_to = levels[index_to[start:start + num_frames]].expand(batch_size, -1)
+            if not torch.equal(level_from, level_to):
+                with torch.no_grad():
+                    window = diffusion.vtv_step(model, window, level_from, level_to, method=method, eta=eta,
+                                                model_kwargs=model_kwargs, clip_denoised=clip_denoised)
+            moved.append(window)
+        return torch.cat(moved, dim=1)
+
+    queue = noise_fn(queue_length)  # (B, Q, C, H, W)
+    ramp = diagonal_ramp(queue_length).to(device)
+    bar = tqdm(total=None if length is None else queue_length - 1 + length, desc="diagonal", disable=not progress)
+    for row in range(1, queue_length):
+        queue = advance(queue, ramp[row - 1], ramp[row])
+        bar.update()
+    emitted = 0
+    while length is None or emitted < length:
+        queue = advance(queue, steady, steady - 1)
+        yield queue[:, :1].to(output_device)
+        queue = torch.cat([queue[:, 1:], noise_fn(1)], dim=1)
+        emitted += 1
+        bar.update()
+    bar.close()
+
+
+def diagonal_video_schedule(sampling_timesteps, num_frames, length, partitions=1, max_frames=None):
+    """Levels of every output frame at every step of iter_diagonal_video (rows = steps, NaN = not yet queued)."""
+    queue_length = partitions * num_frames
+    levels = np.array([CLEAN] + diagonal_levels(sampling_timesteps, queue_length), dtype=np.float64)
+    shown = length if max_frames is None else min(length, max_frames)
+    num_rows = queue_length + shown  # the ramp's Q rows, then one row after each steady step
+    index = np.full((num_rows, shown), -2)
+    ramp = diagonal_ramp(queue_length).numpy()
+    in_queue = min(queue_length, shown)
+    index[:queue_length, :in_queue] = ramp[:, :in_queue]
+    for step in range(shown):
+        frames = np.arange(shown)
+        position = frames - step  # after steady step `step`, frame f sits at position f - step
+        row = np.where(position < 0, 0, np.where(position <= queue_length, position, -2))
+        index[queue_length + step] = row
+    return np.where(index == -2, np.nan, levels[index.clip(0)])

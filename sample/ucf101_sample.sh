@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Sample with a VTV preset: bash sample/ucf101_sample.sh PRESET [key=value ...]
+#   PRESET: standard | i2v | interpolation | transition | next_frame | progressive | custom | long | diagonal
+#   e.g. bash sample/ucf101_sample.sh i2v image=first_frame.png
+# Evaluation frame folders (FVD), split over GPUs and resumable:
+#   MODE=eval GPUS=8 bash sample/ucf101_sample.sh standard num_samples=2048 eval_dir=samples/ucf101/fvd
+set -euo pipefail
+cd "$(dirname "$0")/.."
+CONFIG=configs/ucf101/ucf101_sample.yaml
+PRESET=${1:?usage: bash sample/ucf101_sample.sh PRESET [key=value ...]}
+shift
+if [ "${MODE:-sample}" = eval ]; then
+    exec "${PYTHON:-python}" -m torch.distributed.run --nproc_per_node "${GPUS:-1}" --master_port "${MASTER_PORT:-29501}" \
+        sample/sample_ddp.py --config "$CONFIG" preset="$PRESET" "$@"
+fi
+exec "${PYTHON:-python}" sample/sample.py --config "$CONFIG" preset="$PRESET" "$@"

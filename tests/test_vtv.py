@@ -1,0 +1,420 @@
+"""diffusion/vtv.py: every preset's schedule against its definition written out here as plain loops, and the
+presets run through GaussianDiffusion with a tiny random model (held frames exact, chunk joins, streaming)."""
+import math
+import weakref
+
+import numpy as np
+import pytest
+import torch
+
+from diffusion import create_diffusion, vtv
+from models import create_model
+
+N = 8
+
+
+def grid_of(respacing):
+    return create_diffusion(respacing).sampling_timesteps
+
+
+def half_up(x):
+    return math.floor(x + 0.5)
+
+
+def tiny_model(in_channels=3, input_size=8, num_frames=N, num_classes=0, patch=4, seed=0):
+    """A Latte-T with its zero-initialised (adaLN-Zero) weights randomised, so outputs depend on x and t."""
+    torch.manual_seed(seed)
+    model = create_model(f"Latte-T/{patch}", input_size=input_size, num_frames=num_frames, in_channels=in_channels,
+                         num_classes=num_classes)
+    with torch.no_grad():
+        for param in model.parameters():
+            if param.requires_grad and not param.any():
+                param.normal_(0, 0.05)
+    return model.eval()
+
+
+class Recorder(torch.nn.Module):
+    """Passes calls through to the model and keeps the (x, t) of each call."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+        self.calls = []
+
+    def forward(self, x, t, y=None):
+        self.calls.append((x.clone(), t.clone()))
+        return self.model(x, t, y)
+
+
+# ----------------------------------------------------------------------------- schedules vs definitions
+
+def test_descending_grid_and_standard_is_t_for_every_frame():
+    grid = grid_of("ddim50")
+    assert grid[:3] == [0, 20, 40] and grid[-1] == 980
+    plan = vtv.build_plan("standard", grid, N)
+    expected = [[t] * N for t in range(980, -1, -20)] + [[-1] * N]
+    assert plan.frame_schedule.tolist() == expected
+    assert not plan.cond_mask.any()
+
+
+@pytest.mark.parametrize("cond_frame", [0, 3, N - 1, -1, -N])
+def test_i2v_holds_one_frame_clean_at_any_index(cond_frame):
+    grid = grid_of("10")
+    plan = vtv.build_plan("i2v", grid, N, cond_frame=cond_frame)
+    held = cond_frame % N
+    expected = [[-1 if i == held else t for i in range(N)] for t in sorted(grid, reverse=True)] + [[-1] * N]
+    assert plan.frame_schedule.tolist() == expected
+    assert plan.cond_mask.tolist() == [i == held for i in range(N)]
+
+
+@pytest.mark.parametrize("keyframes", [None, [0, 3, 7], [5, -8]])
+def test_interpolation_keyframes(keyframes):
+    grid = grid_of("10")
+    plan = vtv.build_plan("interpolation", grid, N, keyframes=keyframes)
+    held = {0, N - 1} if keyframes is None else {k % N for k in keyframes}
+    expected = [[-1 if i in held else t for i in range(N)] for t in sorted(grid, reverse=True)] + [[-1] * N]
+    assert plan.frame_schedule.tolist() == expected
+
+
+def test_transition_and_next_frame_layouts():
+    grid = grid_of("10")
+    plan = vtv.build_plan("transition", grid, N, frames_a=2, frames_b=3)
+    assert plan.cond_mask.tolist() == [True, True, False, False, False, True, True, True]
+    plan = vtv.build_plan("next_frame", grid, N, context_frames=5, predict_frames=2)
+    assert plan.num_frames == 7
+    assert plan.cond_mask.tolist() == [True] * 5 + [False] * 2
+    assert plan.frame_schedule[:-1, 5:].tolist() == [[t, t] for t in sorted(grid, reverse=True)]
+    assert vtv.build_plan("next_frame", grid, N).cond_mask.tolist() == [True] * (N - 1) + [False]
+
+
+def progressive_reference(grid, num_frames, c):
+    """The written definition: frames descend jointly from pure noise, each stopping at its first level
+    min(round(c i T_top), T_top); then tau_i(t) = min(round(c i t), t) for t down the grid; then clean."""
+    levels = sorted(grid, reverse=True)
+    top = levels[0]
+    start = [min(half_up(c * i * top), top) for i in range(1, num_frames + 1)]
+    rows = []
+    for g in levels:
+        if g > min(start):
+            rows.append([max(g, s) for s in start])
+    for t in levels:
+        rows.append([min(half_up(c * i * t), t) for i in range(1, num_frames + 1)])
+    rows.append([-1] * num_frames)
+    deduped = [rows[0]]
+    for row in rows[1:]:
+        if row != deduped[-1]:
+            deduped.append(row)
+    return deduped
+
+
+@pytest.mark.parametrize("respacing,c,frames",
+                         [("ddim50", 0.2, 16), ("10", 0.2, N), ("25", 0.35, N), ("ddim50", 1.5, 4)])
+def test_progressive_matches_definition(respacing, c, frames):
+    grid = grid_of(respacing)
+    plan = vtv.build_plan("progressive", grid, frames, c=c)
+    assert plan.frame_schedule.tolist() == progressive_reference(grid, frames, c)
+    assert (plan.frame_schedule[0] == max(grid)).all()  # pure noise at the start
+
+
+def test_progressive_paper_values():
+    """DDIM-50 (top level 980), c = 0.2, 16 frames: tau at t = 980 is 196, 392, 588, 784, then 980."""
+    schedule = vtv.build_plan("progressive", grid_of("ddim50"), 16).frame_schedule.tolist()
+    first_main_row = [196, 392, 588, 784] + [980] * 12
+    assert first_main_row in schedule
+    row = schedule.index(first_main_row)
+    assert schedule[row + 1] == [min(half_up(0.2 * i * 960), 960) for i in range(1, 17)]
+    assert schedule[row - 1] == [200, 392, 588, 784] + [980] * 12  # last warm-up row: frames 2-4 already wait
+
+
+@pytest.mark.parametrize("lag", [1, 3])
+def test_progressive_lag_matches_definition(lag):
+    grid = grid_of("10")
+    path = sorted(grid, reverse=True) + [-1]
+    plan = vtv.build_plan("progressive", grid, N, mode="lag", lag=lag)
+    rows = len(path) + lag * (N - 1)
+    expected = [[path[min(max(k - lag * i, 0), len(path) - 1)] for i in range(N)] for k in range(rows)]
+    assert plan.frame_schedule.tolist() == expected
+
+
+def test_custom_expression_reproduces_progressive_and_frame_overrides():
+    grid = grid_of("ddim50")
+    custom = vtv.build_plan("custom", grid, 16, expression="min(0.2 * i * t, t)")
+    assert torch.equal(custom.frame_schedule, vtv.build_plan("progressive", grid, 16).frame_schedule)
+
+    plan = vtv.build_plan("custom", grid_of("10"), 4, expression="t", frame_expressions={0: "clean", -1: "0"})
+    levels = sorted(grid_of("10"), reverse=True)  # 999 ... 111, 0
+    # frame 3 sits at level 0 throughout: the warm-up first brings it down from pure noise while frames 1-2
+    # wait at the top, then frames 1-2 follow t while frame 3 waits at 0
+    expected = [[-1, 999, 999, g] for g in levels if g > 0] + [[-1, g, g, 0] for g in levels] + [[-1] * 4]
+    assert plan.frame_schedule.tolist() == expected
+    assert plan.cond_mask.tolist() == [True, False, False, False]
+
+
+EXPRESSIONS = ["t", "0.5 * t + 3", "min(0.2 * i * t, t)", "max(t - 50 * (i - 1), 0)", "t if i % 2 else t // 2",
+               "abs(-t) ** 1", "floor(t / N) * N", "ceil(sqrt(t * T))", "t * (i <= 2 and i >= 1)", "-(-t)",
+               "clip(t * i / 4, 0, t)", "exp(log(t + 1)) - 1", "t if not i == 3 else 0", "1 < i < 4 and t or 0"]
+
+
+@pytest.mark.parametrize("text", EXPRESSIONS)
+def test_level_expression_agrees_with_python(text):
+    namespace = {"min": min, "max": max, "abs": abs, "floor": math.floor, "ceil": math.ceil, "sqrt": math.sqrt,
+                 "exp": math.exp, "log": math.log, "clip": lambda x, lo, hi: min(max(x, lo), hi)}
+    expression = vtv.LevelExpression(text)
+    for i in (1, 2, 3, 5):
+        for t in (0, 7, 500, 999):
+            values = dict(i=i, t=t, N=16, T=1000)
+            assert expression(**values) == pytest.approx(eval(text, {"__builtins__": {}}, {**namespace, **values}))
+
+
+@pytest.mark.parametrize("text,message", [
+    ("__import__('os')", "only calls"),
+    ("os", "unknown name 'os'"),
+    ("t.real", "Attribute"),
+    ("x + 1", "unknown name 'x'"),
+    ("[t][0]", "Subscript is not allowed"),
+    ("'t'", "not a number"),
+    ("(lambda: t)()", "only calls"),
+    ("lambda: t", "Lambda is not allowed"),
+    ("min(t, key=abs)", "only calls"),
+    ("t +", "not valid"),
+    ("min", "is a function"),
+])
+def test_level_expression_rejects_non_arithmetic(text, message):
+    with pytest.raises(ValueError, match=message):
+        vtv.LevelExpression(text)(i=1, t=1, N=1, T=1)
+
+
+def test_level_expression_huge_power_fails_fast():
+    with pytest.raises(OverflowError):
+        vtv.LevelExpression("9 ** 9 ** 9")(i=1, t=1, N=1, T=1)
+
+
+# ----------------------------------------------------------------------------- bad specs
+
+@pytest.mark.parametrize("preset,options,message", [
+    ("nonsense", {}, "unknown preset 'nonsense'"),
+    ("i2v", {"cond_frame": N}, f"cond_frame: frame index {N} is out of range for {N} frames"),
+    ("i2v", {"cond_frame": -N - 1}, "out of range"),
+    ("i2v", {"keyframes": [0]}, "takes options"),
+    ("interpolation", {"keyframes": list(range(N))}, "no frame is left to generate"),
+    ("interpolation", {"keyframes": []}, "keyframes is empty"),
+    ("interpolation", {"keyframes": [0, 1.5]}, "not an integer"),
+    ("transition", {"frames_a": 4, "frames_b": 4}, "leaves no frame to generate"),
+    ("next_frame", {"context_frames": 6, "predict_frames": 3}, "exceeds the model's 8 frames"),
+    ("next_frame", {"predict_frames": 0}, "predict_frames must be >= 1"),
+    ("progressive", {"mode": "spiral"}, "progressive mode"),
+    ("progressive", {"c": 0}, "c must be > 0"),
+    ("custom", {"frame_expressions": {i: "clean" for i in range(N)}}, "no frame is left to generate"),
+    ("custom", {"frame_expressions": {N: "t"}}, "frame index 8 is out of range"),
+    ("custom", {"expression": "1000 - t"}, "rises for frame 0"),
+    ("long", {}, "chunk after chunk"),
+])
+def test_bad_specs_name_the_problem(preset, options, message):
+    with pytest.raises(ValueError, match=message):
+        vtv.build_plan(preset, grid_of("10"), N, **options)
+
+
+def test_bad_streaming_specs():
+    with pytest.raises(ValueError, match="context_frames must lie in"):
+        vtv.plan_long_video(N, N, 100)
+    with pytest.raises(ValueError, match="length 8 must exceed the 8 given frames"):
+        vtv.plan_long_video(N, 4, 8, given_frames=8)
+    with pytest.raises(ValueError, match="needs at least 16 sampling steps, got 10"):
+        vtv.diagonal_levels(grid_of("10"), 16)
+
+
+# ----------------------------------------------------------------------------- long and diagonal plans
+
+def test_plan_long_video_windows():
+    # 8-frame windows carrying 3 frames: 5 new per window; the last window takes more context, not fewer frames
+    assert vtv.plan_long_video(8, 3, 20) == [(0, 0, 8), (5, 3, 5), (10, 3, 5), (12, 6, 2)]
+    assert vtv.plan_long_video(8, 3, 20, given_frames=1) == [(0, 1, 7), (5, 3, 5), (10, 3, 5), (12, 6, 2)]
+    assert vtv.plan_long_video(16, 8, 128) == [(0, 0, 16)] + [(8 * k, 8, 8) for k in range(1, 15)]
+    assert vtv.plan_long_video(8, 4, 5) == [(0, 0, 5)]
+
+
+def test_long_video_schedule_staircase():
+    grid = grid_of("4")  # 999, 666, 333, 0
+    levels = vtv.long_video_schedule(grid, 4, 2, 6)  # windows (0,0,4), (2,2,2)
+    path = [999, 666, 333, 0, -1]
+    assert levels.shape == (10, 6)
+    assert levels[:5, :4].tolist() == [[p] * 4 for p in path]
+    assert np.isnan(levels[:5, 4:]).all()
+    assert (levels[5:, :4] == -1).all()
+    assert levels[5:, 4:].tolist() == [[p] * 2 for p in path]
+
+
+def diagonal_reference(grid, num_frames, partitions, num_output):
+    """Per-frame trajectories: frames 0..Q-1 start at level index Q and descend one index per step to their
+    staggered index f + 1 (then wait); afterwards each step lowers every queued frame by one index, the front
+    reaching index 0 (clean) leaves, and frame f >= Q enters at index Q after step f - Q."""
+    Q = partitions * num_frames
+    sorted_grid = sorted(grid)
+    if len(sorted_grid) == Q:
+        levels = sorted_grid
+    else:
+        levels = [sorted_grid[int(round(k * (len(sorted_grid) - 1) / (Q - 1)))] for k in range(Q)]
+    levels = [-1] + levels
+    rows = Q + num_output
+    table = np.full((rows, num_output), np.nan)
+    for f in range(num_output):
+        for row in range(rows):
+            if f < Q and row < Q:
+                index = max(Q - row, f + 1)
+            elif row >= Q:
+                s = row - Q  # steady step just done
+                if f > s + Q:
+                    continue
+                index = max(f - s, 0)
+            else:
+                continue
+            table[row, f] = levels[index]
+    return table
+
+
+@pytest.mark.parametrize("respacing,partitions", [("ddim8", 1), ("10", 1), ("ddim16", 2)])
+def test_diagonal_schedule_matches_trajectories(respacing, partitions):
+    grid = grid_of(respacing)
+    expected = diagonal_reference(grid, 8, partitions, 30)
+    got = vtv.diagonal_video_schedule(grid, 8, 30, partitions)
+    np.testing.assert_array_equal(got, expected)
+    # every frame visits every level once, top to clean
+    levels = [-1] + sorted(vtv.diagonal_levels(grid, 8 * partitions))
+    for f in range(30):
+        visited = [v for v in got[:, f] if not np.isnan(v)]
+        distinct = [v for k, v in enumerate(visited) if k == 0 or v != visited[k - 1]]
+        assert distinct == levels[::-1]
+
+
+# ----------------------------------------------------------------------------- running the presets
+
+def model_timesteps_of(schedule):
+    """What the model should see at each step that moves a frame: the row's levels with clean frames at 0."""
+    return [row.clamp(min=0) for row, nxt in zip(schedule[:-1], schedule[1:]) if not torch.equal(row, nxt)]
+
+
+def test_standard_ddim_equals_plain_ddim_loop():
+    model = tiny_model()
+    diffusion = create_diffusion("ddim10")
+    noise = torch.randn(2, N, 3, 8, 8)
+    plan = vtv.build_plan("standard", diffusion.sampling_timesteps, N)
+    ours = diffusion.vtv_sample_loop(model, noise.shape, plan.frame_schedule, method="ddim", noise=noise)
+    plain = diffusion.ddim_sample_loop(model, noise.shape, noise=noise, clip_denoised=False)
+    torch.testing.assert_close(ours, plain, rtol=1e-4, atol=1e-4)
+    assert ours.abs().max() > 0.1  # a real sample, not a degenerate zero
+
+
+@pytest.mark.parametrize("preset,options", [
+    ("i2v", {"cond_frame": 2}), ("interpolation", {"keyframes": [0, 4, 7]}),
+    ("transition", {"frames_a": 2, "frames_b": 2}),
+    ("next_frame", {"context_frames": 5, "predict_frames": 2}), ("progressive", {}), ("progressive", {"mode": "lag"}),
+    ("custom", {"expression": "max(t - 100 * (i - 1), 0)", "frame_expressions": {0: "clean"}}),
+])
+@pytest.mark.parametrize("in_channels", [3, 4])  # pixels and VAE latents: the model's space either way
+def test_presets_run_their_schedule_and_hold_clean_frames_exactly(preset, options, in_channels):
+    model = Recorder(tiny_model(in_channels=in_channels))
+    diffusion = create_diffusion("6")
+    plan = vtv.build_plan(preset, diffusion.sampling_timesteps, N, **options)
+    n = plan.num_frames
+    cond_frames = torch.randn(2, n, in_channels, 8, 8)
+    out = diffusion.vtv_sample_loop(model, (2, n, in_channels, 8, 8), plan.frame_schedule, cond_frames=cond_frames,
+                                    cond_mask=plan.cond_mask, noise=torch.randn(2, n, in_channels, 8, 8))
+    expected = model_timesteps_of(plan.frame_schedule)
+    assert len(model.calls) == len(expected)
+    for (_, t), row in zip(model.calls, expected):
+        assert torch.equal(t, row.expand(2, -1))
+    assert torch.equal(out[:, plan.cond_mask], cond_frames[:, plan.cond_mask])  # bit-exact
+    assert not torch.isclose(out[:, ~plan.cond_mask], cond_frames[:, ~plan.cond_mask]).any()
+
+
+def test_stabilization_shows_noised_conditioning_but_returns_clean():
+    model = Recorder(tiny_model())
+    diffusion = create_diffusion("5")
+    plan = vtv.build_plan("i2v", diffusion.sampling_timesteps, N)
+    cond_frames = torch.rand(1, N, 3, 8, 8)
+    out = diffusion.vtv_sample_loop(model, (1, N, 3, 8, 8), plan.frame_schedule, cond_frames=cond_frames,
+                                    cond_mask=plan.cond_mask, cond_noise_level=100)
+    assert torch.equal(out[:, 0], cond_frames[:, 0])
+    for x, t in model.calls:
+        assert t[0, 0] == 100
+        assert not torch.equal(x[:, 0], cond_frames[:, 0])
+
+
+def generator_locals_frames(generator, frame_numel):
+    """Frames' worth of tensors the suspended generator holds."""
+    tensors = [v for v in generator.gi_frame.f_locals.values() if isinstance(v, torch.Tensor)]
+    return sum(t.numel() for t in tensors) / frame_numel
+
+
+def test_long_video_joins_chunks_at_the_right_frames():
+    model = Recorder(tiny_model())
+    diffusion = create_diffusion("3")
+    given = torch.randn(2, 3, 3, 8, 8)
+    chunks = list(vtv.iter_long_video(diffusion, model, (2, N, 3, 8, 8), 30, 3, given=given))
+    video = torch.cat(chunks, dim=1)
+    assert video.shape == (2, 30, 3, 8, 8)
+    assert torch.equal(video[:, :3], given)
+    windows = vtv.plan_long_video(N, 3, 30, given_frames=3)
+    assert [c.shape[1] for c in chunks] == [3] + [new for _, _, new in windows]
+    calls = iter(model.calls)
+    for start, context, new in windows:
+        for step in range(3):  # three sampling steps per window
+            x, t = next(calls)
+            assert x.shape[1] == context + new <= N
+            assert torch.equal(x[:, :context], video[:, start:start + context])  # the held context, exactly
+            level = sorted(diffusion.sampling_timesteps)[2 - step]
+            assert (t[:, :context] == 0).all() and (t[:, context:] == level).all()
+    assert next(calls, None) is None
+
+
+def test_long_video_reaches_1024_frames_with_bounded_memory():
+    model = tiny_model(input_size=8, patch=8, num_frames=16)
+    diffusion = create_diffusion("2")
+    frame_numel = 3 * 8 * 8
+    chunks = vtv.iter_long_video(diffusion, model, (1, 16, 3, 8, 8), 1024, 8)
+    total, alive, held = 0, [], []
+    for chunk in chunks:
+        total += chunk.shape[1]
+        alive.append(weakref.ref(chunk))
+        held.append(generator_locals_frames(chunks, frame_numel))
+        del chunk
+    assert total == 1024
+    assert max(held) <= 3 * 16  # the window, its context and its conditioning input, however long the video
+    assert max(held[:10]) == max(held)
+    assert sum(ref() is not None for ref in alive) <= 1  # finished chunks are not kept
+
+
+def test_diagonal_runs_its_schedule_and_streams():
+    model = Recorder(tiny_model())
+    diffusion = create_diffusion("ddim16")
+    partitions, length, Q = 2, 12, 16
+    frames = list(vtv.iter_diagonal_video(diffusion, model, (1, N, 3, 8, 8), length, partitions))
+    assert len(frames) == length and all(f.shape == (1, 1, 3, 8, 8) for f in frames)
+    table = diagonal_reference(diffusion.sampling_timesteps, N, partitions, length + Q)
+    expected = []
+    for step in range(Q - 1 + length):
+        first = max(0, step - (Q - 1))  # frames leave the front once the ramp is done
+        queue = list(range(first, first + Q))
+        for p in range(partitions):
+            window = queue[p * N:(p + 1) * N]
+            level_from = torch.tensor(table[step, window]).long()
+            level_to = torch.tensor(table[step + 1, window]).long()
+            if not torch.equal(level_from, level_to):
+                expected.append(level_from.clamp(min=0))
+    assert len(model.calls) == len(expected)
+    for (x, t), levels in zip(model.calls, expected):
+        assert x.shape[1] == N
+        assert torch.equal(t[0], levels)
+
+
+def test_diagonal_is_unbounded_with_constant_memory():
+    model = tiny_model(input_size=8, patch=8)
+    diffusion = create_diffusion("8")
+    stream = vtv.iter_diagonal_video(diffusion, model, (1, N, 3, 8, 8), length=None)
+    held = []
+    for count, frame in enumerate(stream):
+        held.append(generator_locals_frames(stream, 3 * 8 * 8))
+        if count == 200:
+            break
+    assert max(held) <= N + 2
+    assert held[-1] == held[20]
