@@ -67,6 +67,14 @@ def _extract(arr, timesteps, broadcast_shape):
     return res.expand(broadcast_shape)
 
 
+def _randn_like(x, generator=None):
+    """Standard normal noise shaped like x from one generator, or from one generator per sample (a list), so a
+    sample's draws do not depend on which other samples share its batch."""
+    if isinstance(generator, (list, tuple)):
+        return torch.stack([torch.randn(x.shape[1:], generator=g, device=x.device, dtype=x.dtype) for g in generator])
+    return torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+
+
 def _frame_view(values, x):
     """(B,) or (B, N) per-sample/per-frame values -> broadcastable against x (B, N, C, H, W)."""
     while values.ndim < x.ndim:
@@ -297,7 +305,8 @@ class GaussianDiffusion:
         return _frame_view(table[levels + 1], x)
 
     def vtv_step(self, model, x, level_from, level_to, *, method="ddim", eta=0.0, model_kwargs=None,
-                 clip_denoised=False, denoised_fn=None, noise=None, model_input=None, model_timesteps=None):
+                 clip_denoised=False, denoised_fn=None, noise=None, model_input=None, model_timesteps=None,
+                 generator=None):
         """Move every frame from its level to its next one (base-scale timesteps (B, N), -1 = clean).
 
         Frames whose level does not change are returned untouched. For a pair of neighbouring levels of a
@@ -338,7 +347,7 @@ class GaussianDiffusion:
         eps = (x64 - alpha_bar_t.sqrt() * pred_xstart) / one_minus_t.sqrt()
 
         if noise is None:
-            noise = torch.randn_like(x)
+            noise = _randn_like(x, generator)
         noise = noise.double()
         if method == "ddim":
             sigma = eta * ((1 - alpha_bar_s) / one_minus_t).sqrt() * (1 - alpha_bar_t / alpha_bar_s).sqrt()
@@ -368,7 +377,7 @@ class GaussianDiffusion:
 
     def vtv_sample_loop(self, model, shape, frame_schedule, *, method="ddim", eta=0.0, cond_frames=None,
                         cond_mask=None, cond_noise_level=0, noise=None, model_kwargs=None, device=None,
-                        progress=False, clip_denoised=False, denoised_fn=None):
+                        progress=False, clip_denoised=False, denoised_fn=None, generator=None):
         """Sample with a per-step, per-frame schedule of base-scale levels (-1 = clean).
 
         frame_schedule: (S + 1, N) or (S + 1, B, N); step k moves frames from row k to row k + 1, and the last
@@ -395,7 +404,7 @@ class GaussianDiffusion:
             frame = (schedule[-1] != -1).nonzero()[0, 1].item()
             raise ValueError(f"frame_schedule must end clean (-1) for every frame; frame {frame} does not")
 
-        x = noise.to(device) if noise is not None else torch.randn(*shape, device=device)
+        x = noise.to(device) if noise is not None else _randn_like(torch.empty(shape, device=device), generator)
         if cond_mask is None:
             cond_mask = torch.zeros(B, N, dtype=torch.bool, device=device)
         cond_mask = torch.as_tensor(cond_mask, dtype=torch.bool, device=device).expand(B, N)
@@ -420,13 +429,13 @@ class GaussianDiffusion:
             model_input, model_timesteps = x, level_from.clamp(min=0)
             if cond_noise_level > 0:
                 clean = level_from < 0
-                noised = sqrt_ab_cond * x + math.sqrt(1 - sqrt_ab_cond**2) * torch.randn_like(x)
+                noised = sqrt_ab_cond * x + math.sqrt(1 - sqrt_ab_cond**2) * _randn_like(x, generator)
                 model_input = torch.where(_frame_view(clean, x), noised, x)
                 model_timesteps = torch.where(clean, cond_noise_level, model_timesteps)
             with torch.no_grad():
                 x = self.vtv_step(model, x, level_from, level_to, method=method, eta=eta, model_kwargs=model_kwargs,
                                   clip_denoised=clip_denoised, denoised_fn=denoised_fn, model_input=model_input,
-                                  model_timesteps=model_timesteps)
+                                  model_timesteps=model_timesteps, generator=generator)
         return x
 
     # ------------------------------------------------------------------ training

@@ -339,11 +339,12 @@ def default_noise_fn(batch_size, frame_shape, device):
 
 def iter_long_video(diffusion, model, shape, length, context_frames, *, given=None, method="ddim", eta=0.0,
                     cond_noise_level=0, model_kwargs=None, noise_fn=None, device=None, output_device="cpu",
-                    clip_denoised=False, progress=False):
+                    clip_denoised=False, progress=False, generator=None):
     """Yield a video of `length` frames chunk by chunk (B, k, C, H, W) on output_device, given frames first.
 
     shape: (B, N, C, H, W), N the model's window. Only the current window and the last N frames stay on
-    `device`, so memory does not grow with length. noise_fn(n) -> (B, n, C, H, W) fresh noise for n frames.
+    `device`, so memory does not grow with length. noise_fn(n) -> (B, n, C, H, W) fresh noise for n frames;
+    generator (one, or one per sample) drives the sampler's own draws (DDPM / eta > 0 / stabilization noise).
     """
     batch_size, num_frames, *frame_shape = shape
     device = torch.device(device) if device is not None else next(model.parameters()).device
@@ -361,7 +362,8 @@ def iter_long_video(diffusion, model, shape, length, context_frames, *, given=No
         window = diffusion.vtv_sample_loop(
             model, (batch_size, context + new, *frame_shape), plan.frame_schedule, method=method, eta=eta,
             cond_frames=cond_frames, cond_mask=plan.cond_mask.to(device), cond_noise_level=cond_noise_level,
-            noise=noise_fn(context + new), model_kwargs=model_kwargs, device=device, clip_denoised=clip_denoised)
+            noise=noise_fn(context + new), model_kwargs=model_kwargs, device=device, clip_denoised=clip_denoised,
+            generator=generator)
         yield window[:, context:].to(output_device)
         tail = window
 
@@ -411,7 +413,7 @@ def diagonal_ramp(queue_length):
 
 def iter_diagonal_video(diffusion, model, shape, length=None, partitions=1, *, method="ddim", eta=0.0,
                         model_kwargs=None, noise_fn=None, device=None, output_device="cpu", clip_denoised=False,
-                        progress=False):
+                        progress=False, generator=None):
     """Yield clean frames (B, 1, C, H, W) one by one from a queue of partitions * N frames at staggered levels.
 
     After the warm-up ramp, every step moves queue position j from level index j + 1 to j (index 0 = clean),
@@ -433,7 +435,8 @@ def iter_diagonal_video(diffusion, model, shape, length=None, partitions=1, *, m
             if not torch.equal(level_from, level_to):
                 with torch.no_grad():
                     window = diffusion.vtv_step(model, window, level_from, level_to, method=method, eta=eta,
-                                                model_kwargs=model_kwargs, clip_denoised=clip_denoised)
+                                                model_kwargs=model_kwargs, clip_denoised=clip_denoised,
+                                                generator=generator)
             moved.append(window)
         return torch.cat(moved, dim=1)
 

@@ -78,9 +78,12 @@ def to_model_keys(state_dict):
     return renamed
 
 
-def load_pretrained(model, path, prefer="ema", strict=True):
-    """Load ours, Latte's or FVDM's weights into `model`; a mismatch names the offending keys."""
-    state = to_model_keys(read_state_dict(path, prefer=prefer))
+def load_pretrained(model, source, prefer="ema", strict=True):
+    """Load ours, Latte's or FVDM's weights into `model` from a path or an already-read checkpoint dict;
+    a mismatch names the offending keys."""
+    checkpoint = source if isinstance(source, dict) else read_checkpoint(source)
+    path = "<checkpoint dict>" if isinstance(source, dict) else source
+    state = to_model_keys(unwrap_state_dict(checkpoint, prefer=prefer))
     expected = model.state_dict()
     missing = [k for k in expected if k not in state and k not in FIXED_EMBEDDINGS]
     unexpected = [k for k in state if k not in expected]

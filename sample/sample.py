@@ -222,7 +222,8 @@ def resolve_model_config(cfg, stored):
 def load_model_for_sampling(cfg, device="cpu"):
     """(model in eval mode, VAE or None, resolved settings dict); EMA weights of our checkpoints by default."""
     ckpt_path = resolve_checkpoint_path(cfg.ckpt) if cfg.ckpt is not None else None
-    stored = (checkpoint_config(read_checkpoint(ckpt_path)) or {}) if ckpt_path is not None else {}
+    checkpoint = read_checkpoint(ckpt_path) if ckpt_path is not None else None
+    stored = (checkpoint_config(checkpoint) or {}) if checkpoint is not None else {}
     settings = resolve_model_config(cfg, stored)
     latent = settings["vae"] is not None
     model = create_model(
@@ -233,8 +234,8 @@ def load_model_for_sampling(cfg, device="cpu"):
         num_classes=settings["num_classes"],
         learn_sigma=settings["learn_sigma"],
     )
-    if ckpt_path is not None:
-        load_pretrained(model, ckpt_path, prefer=cfg.weights)
+    if checkpoint is not None:
+        load_pretrained(model, checkpoint, prefer=cfg.weights)
     model.to(device).eval().requires_grad_(False)
     vae = load_vae(settings["vae"], device=device) if latent else None
     settings["ckpt"] = str(ckpt_path) if ckpt_path is not None else None
@@ -394,7 +395,8 @@ def run_preset(model, diffusion, cfg, *, batch_size, inputs=None, labels=None, g
     noise_fn = per_sample_noise(generators, frame_shape, device)
     model_fn = sampling_model_fn(model, cfg.cfg_scale, cfg.mixed_precision)
     model_kwargs = {"y": labels.to(device)} if labels is not None else {}
-    sampler = dict(method=cfg.sample_method, eta=cfg.eta, model_kwargs=model_kwargs, device=device)
+    sampler = dict(method=cfg.sample_method, eta=cfg.eta, model_kwargs=model_kwargs, device=device,
+                   generator=generators)
     grid = diffusion.sampling_timesteps
 
     def noise(num_frames):

@@ -302,3 +302,18 @@ def test_vtv_sample_loop_rejects_bad_schedules():
         diffusion.vtv_sample_loop(model, (1, 2, 3, 4, 4), torch.tensor([[-1, 900], [-1, 400], [-1, -1]]))
     with pytest.raises(ValueError, match=r"\(S\+1, 3\)"):
         diffusion.vtv_sample_loop(model, (1, 3, 3, 4, 4), ok)
+
+
+def test_per_sample_generators_make_ddpm_samples_independent_of_batching():
+    diffusion = create_diffusion("ddim10")
+    schedule = torch.tensor(diffusion.sampling_timesteps[::-1] + [-1])[:, None].expand(-1, SHAPE[1])
+    model = ToyModel(learn_sigma=True)
+
+    def run(seeds):
+        generators = [torch.Generator().manual_seed(s) for s in seeds]
+        shape = (len(seeds), *SHAPE[1:])
+        return diffusion.vtv_sample_loop(model, shape, schedule, method="ddpm", generator=generators)
+
+    together = run([3, 4])
+    torch.testing.assert_close(together[1:], run([4]), atol=1e-6, rtol=1e-6)
+    assert not torch.allclose(together[0], together[1])
