@@ -1,0 +1,292 @@
+"""train_video.py: config errors, data sharding, exact kill-and-resume, 2-process DDP, pretrained Latte weights,
+the latent cache. Runs tiny models on the built-in bouncing data; the subprocess runs dominate the time."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+import train_video
+from models import create_model
+from train_video import EpochShardSampler, load_config
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = [
+    "dataset=bouncing", "dataset_length=24", "model=Latte-T/8", "image_size=16", "num_frames=4",
+    "frame_interval=2", "local_batch_size=2", "num_workers=0", "log_every=1", "mixed_precision=no",
+]
+METRIC_KEYS = ("step", "epoch", "loss", "mse", "vb", "lr", "grad_norm")
+
+
+def run_trainer(args, tmp_path, nproc=1, wait=True):
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "OMP_NUM_THREADS": "1"}
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}"]
+    command = (launcher if nproc > 1 else [sys.executable]) + [str(REPO / "train_video.py"), *TINY,
+                                                                f"results_dir={tmp_path}", *args]
+    if not wait:
+        return subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    result = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result
+
+
+def read_metrics(run_dir):
+    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+# ---------------------------------------------------------------- config
+
+
+def test_unknown_or_mistyped_keys_are_named(tmp_path):
+    with pytest.raises(ValueError, match="learning_rat"):
+        load_config(None, ["learning_rat=1e-4"])
+    with pytest.raises(ValueError, match="local_batch_size"):
+        load_config(None, ["local_batch_size=two"])
+    with pytest.raises(ValueError, match="key=value"):
+        load_config(None, ["ptss_p"])
+    config_file = tmp_path / "bad.yaml"
+    config_file.write_text("model: Latte-T/4\nptss_q: 0.2\n")
+    with pytest.raises(ValueError, match=r"bad\.yaml.*ptss_q"):
+        load_config(config_file)
+    with pytest.raises(ValueError, match="mixed_precision"):
+        load_config(None, ["mixed_precision=fp8"])
+    with pytest.raises(FileNotFoundError, match="nope.yaml"):
+        load_config(tmp_path / "nope.yaml")
+
+
+def test_defaults_are_the_paper_settings():
+    cfg = load_config()
+    assert (cfg.learning_rate, cfg.weight_decay, cfg.ema_decay, cfg.ptss_p) == (1e-4, 0.0, 0.9999, 0.2)
+    assert (cfg.clip_max_norm, cfg.global_seed, cfg.diffusion_steps, cfg.noise_schedule) == (0.1, 3407, 1000, "linear")
+    assert cfg.learn_sigma and cfg.num_frames == 16 and cfg.frame_interval == 3
+
+
+@pytest.mark.parametrize("dataset, model, num_classes, batch, start_clip", [
+    ("ffs", "Latte-B/2", 0, 3, 20_000), ("sky", "Latte-XL/2", 0, 2, 20_000),
+    ("taichi", "Latte-XL/2", 0, 2, 500_000), ("ucf101", "Latte-XL/2", 101, 2, 100_000),
+])
+def test_dataset_configs_follow_the_reference(dataset, model, num_classes, batch, start_clip):
+    cfg = load_config(REPO / "configs" / dataset / f"{dataset}_train.yaml")
+    assert (cfg.dataset, cfg.model, cfg.num_classes, cfg.local_batch_size) == (dataset, model, num_classes, batch)
+    assert (cfg.num_frames, cfg.image_size, cfg.frame_interval, cfg.start_clip_iter) == (16, 256, 3, start_clip)
+    assert (cfg.learning_rate, cfg.ema_decay, cfg.ptss_p, cfg.vae is not None) == (1e-4, 0.9999, 0.2, True)
+    assert train_video.model_input_geometry(cfg) == (4, 32)
+
+
+def test_demo_config_is_pixel_space_bf16():
+    cfg = load_config(REPO / "configs" / "demo" / "demo_train.yaml")
+    assert cfg.dataset == "bouncing" and cfg.vae is None and cfg.mixed_precision == "bf16"
+    assert train_video.model_input_geometry(cfg) == (3, cfg.image_size)
+
+
+# ---------------------------------------------------------------- data order
+
+
+def test_sampler_shards_and_resumes_mid_epoch():
+    size, batch, seed, epoch = 23, 2, 5, 3
+    order = torch.randperm(size, generator=torch.Generator().manual_seed(seed + epoch)).tolist()
+    expected = order[:20]  # 5 global batches of 2 x 2
+    shards = []
+    for rank in range(2):
+        sampler = EpochShardSampler(size, rank, 2, seed, batch)
+        sampler.set_position(epoch, 0)
+        shards.append(list(sampler))
+        assert len(sampler) == 10
+    assert sorted(shards[0] + shards[1]) == sorted(expected)  # disjoint, ragged tail of 3 dropped
+    assert shards[0] == expected[0::2] and shards[1] == expected[1::2]
+    # Resume after 2 global batches of 4 samples on 2 ranks, continuing on 1 rank: the rest of the same epoch.
+    sampler = EpochShardSampler(size, 0, 1, seed, batch)
+    sampler.set_position(epoch, 8)
+    assert list(sampler) == order[8:22]
+    with pytest.raises(ValueError, match="fewer than one global batch"):
+        EpochShardSampler(3, 0, 2, seed, 2)
+
+
+# ---------------------------------------------------------------- resume
+
+
+def test_kill_and_resume_equals_uninterrupted_run(tmp_path):
+    common = ["max_train_steps=10", "ckpt_every=3", "keep_last_checkpoints=2", "ema_decay=0.9"]
+    # Only the uninterrupted run writes (ancestral-sampling) previews: they must not touch the training RNG.
+    preview = ["preview_every=4", "preview_sampling=3", "preview_num_samples=1"]
+    run_trainer([*common, *preview, "experiment_name=straight"], tmp_path)
+    assert (tmp_path / "straight" / "preview" / "0000008_0.gif").is_file()
+    straight = read_metrics(tmp_path / "straight")
+    assert [r["step"] for r in straight] == list(range(1, 11))
+    # The same run, killed hard after its 5th logged step (so after the checkpoint at step 3, maybe at 6).
+    killed_dir = tmp_path / "killed"
+    process = run_trainer([*common[1:], "max_train_steps=1000", "experiment_name=killed"], tmp_path, wait=False)
+    deadline = time.time() + 240
+    while time.time() < deadline and process.poll() is None:
+        metrics = killed_dir / "metrics.jsonl"
+        if metrics.exists() and len(metrics.read_text().splitlines()) >= 5:
+            break
+        time.sleep(0.02)
+    assert process.poll() is None, process.stderr.read().decode()[-3000:]
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    kept = sorted(p.name for p in (killed_dir / "checkpoints").glob("*.pt"))
+    assert kept and len(kept) <= 2, kept
+    # A truncated newest checkpoint (as a kill mid-copy would leave) must be skipped, not crash the resume.
+    newest = killed_dir / "checkpoints" / kept[-1]
+    (killed_dir / "checkpoints" / "0000999.pt").write_bytes(newest.read_bytes()[: newest.stat().st_size // 2])
+
+    run_trainer([*common, "experiment_name=killed", "resume_from_checkpoint=auto"], tmp_path)
+    resumed = read_metrics(killed_dir)
+    assert "skipping unreadable checkpoint" in (killed_dir / "log.txt").read_text()
+    assert [r["step"] for r in resumed] == list(range(1, 11))
+    for a, b in zip(straight, resumed):
+        assert {k: a[k] for k in METRIC_KEYS} == {k: b[k] for k in METRIC_KEYS}
+
+    # Checkpoints are plain weights_only pickles; the EMA export carries the config for the sampler.
+    checkpoint = torch.load(killed_dir / "checkpoints" / "0000010.pt", map_location="cpu", weights_only=True)
+    assert checkpoint["step"] == 10 and checkpoint["config"]["model"] == "Latte-T/8"
+    assert isinstance(checkpoint["rank_states"][0]["rng"]["numpy"]["keys"], torch.Tensor)
+    straight_ckpt = torch.load(tmp_path / "straight" / "checkpoints" / "0000010.pt", weights_only=True)
+    for key, value in straight_ckpt["ema"].items():
+        assert torch.equal(value, checkpoint["ema"][key]), key
+    ema_path = killed_dir / "checkpoints" / "0000010-ema.safetensors"
+    exported = load_file(ema_path)
+    assert all(torch.equal(exported[k], checkpoint["ema"][k]) for k in checkpoint["ema"])
+    from safetensors import safe_open
+
+    with safe_open(str(ema_path), framework="pt") as handle:
+        assert json.loads(handle.metadata()["config"])["num_frames"] == 4
+
+
+def test_fresh_start_refuses_a_run_dir_with_checkpoints(tmp_path):
+    ckpt_dir = tmp_path / "taken" / "checkpoints"
+    ckpt_dir.mkdir(parents=True)
+    (ckpt_dir / "0000005.pt").write_bytes(b"")
+    cfg = load_config(None, [*TINY, f"results_dir={tmp_path}", "experiment_name=taken", "max_train_steps=1"])
+    with pytest.raises(FileExistsError, match="resume_from_checkpoint=auto"):
+        train_video.main(cfg)
+
+
+# ---------------------------------------------------------------- DDP
+
+
+def test_two_process_gloo_ddp_resumes_exactly(tmp_path):
+    common = ["max_train_steps=4", "ckpt_every=2", "keep_last_checkpoints=5"]
+    run_trainer([*common, "experiment_name=ddp"], tmp_path, nproc=2)
+    straight = read_metrics(tmp_path / "ddp")
+    assert [r["step"] for r in straight] == [1, 2, 3, 4]
+    checkpoint = torch.load(tmp_path / "ddp" / "checkpoints" / "0000002.pt", weights_only=True)
+    assert checkpoint["world_size"] == 2 and len(checkpoint["rank_states"]) == 2
+    # Ranks draw different noise: their RNG states must differ (seed + rank).
+    assert not torch.equal(checkpoint["rank_states"][0]["rng"]["torch"], checkpoint["rank_states"][1]["rng"]["torch"])
+    # Resuming both ranks from step 2 in a fresh run dir reproduces steps 3 and 4 exactly.
+    resume = tmp_path / "ddp" / "checkpoints" / "0000002.pt"
+    run_trainer([*common, "experiment_name=ddp_resumed", f"resume_from_checkpoint={resume}"], tmp_path, nproc=2)
+    resumed = read_metrics(tmp_path / "ddp_resumed")
+    assert [r["step"] for r in resumed] == [3, 4]
+    for a, b in zip(straight[2:], resumed):
+        assert {k: a[k] for k in METRIC_KEYS} == {k: b[k] for k in METRIC_KEYS}
+
+
+# ---------------------------------------------------------------- pretrained
+
+
+def test_pretrained_from_released_latte_layout(tmp_path):
+    torch.manual_seed(1)
+    source = create_model("Latte-T/8", input_size=16, num_frames=4, in_channels=3)
+    with torch.no_grad():
+        for param in source.parameters():
+            if param.requires_grad:  # the fixed sin-cos tables stay; adaLN layers stop being zero
+                param.normal_(std=0.02)
+    latte_state = {}
+    for key, value in source.state_dict().items():  # ours -> Latte's interleaved `blocks.k`
+        parts = key.split(".")
+        if parts[0] in ("spatial_blocks", "temporal_blocks"):
+            k = 2 * int(parts[1]) + (parts[0] == "temporal_blocks")
+            key = ".".join(["blocks", str(k), *parts[2:]])
+        latte_state["module." + key] = value
+    assert any(k.startswith("module.blocks.7.") for k in latte_state)
+    path = tmp_path / "latte_release.pt"
+    torch.save({"ema": latte_state}, path)
+
+    # ema_decay=1 keeps the EMA at the initial weights, so the exported EMA must be the pretrained weights.
+    cfg = load_config(None, [*TINY, f"results_dir={tmp_path}", "experiment_name=finetune", "max_train_steps=1",
+                             f"pretrained={path}", "ema_decay=1.0"])
+    train_video.main(cfg)
+    exported = load_file(tmp_path / "finetune" / "checkpoints" / "0000001-ema.safetensors")
+    for key, value in source.state_dict().items():
+        assert torch.equal(exported[key], value), key
+
+
+# ---------------------------------------------------------------- latent cache
+
+
+def _tiny_vae_dir(path):
+    from diffusers.models import AutoencoderKL
+
+    torch.manual_seed(0)
+    AutoencoderKL(block_out_channels=(16, 16, 16, 16), down_block_types=("DownEncoderBlock2D",) * 4,
+                  up_block_types=("UpDecoderBlock2D",) * 4, latent_channels=4, layers_per_block=1,
+                  norm_num_groups=8, sample_size=16).save_pretrained(path)
+    return path
+
+
+def test_latent_cache_matches_on_the_fly_encoding_and_trains(tmp_path):
+    from datasets import build_dataset
+    from datasets.latent_cache import LatentCacheDataset
+    from models.vae import encode_video, load_vae
+    from tools.encode_latents import encode_dataset
+
+    vae_dir = _tiny_vae_dir(tmp_path / "vae")
+    overrides = [*TINY, "dataset_length=6", f"vae={vae_dir}", f"results_dir={tmp_path}", "image_size=32"]
+    cfg = load_config(None, overrides)
+    cache_dir = tmp_path / "cache"
+    encode_dataset(cfg, cache_dir, clips_per_video=2, flip=True, batch_size=4, num_workers=0, dtype="float32")
+
+    vae = load_vae(vae_dir)
+    pixels = build_dataset("bouncing", num_frames=4, frame_interval=2, image_size=32, seed=cfg.global_seed,
+                           length=6)
+    cache = LatentCacheDataset(cache_dir, random_flip=True, seed=0)
+    cache.check_matches(cfg)
+    latents = np.load(cache_dir / "latents.npy")
+    assert latents.shape == (6, 2, 2, 4, 4, 4, 4)
+    for index in (0, 5):
+        video = pixels[index]["video"][None]
+        torch.testing.assert_close(torch.from_numpy(latents[index, 1, 0]), encode_video(vae, video)[0])
+        torch.testing.assert_close(torch.from_numpy(latents[index, 1, 1]), encode_video(vae, video.flip(-1))[0])
+    orientations = set()
+    for epoch in range(6):
+        cache.set_epoch(epoch)
+        item = cache[3]["latents"]
+        match = [o for o in range(2) if torch.equal(item, torch.from_numpy(latents[3, epoch % 2, o]))]
+        assert len(match) == 1
+        orientations.add(match[0])
+    assert orientations == {0, 1}
+
+    # An interrupted encode resumes: forget some clips, rerun, same content.
+    done = np.load(cache_dir / "done.npy")
+    done[2:, 1] = False
+    np.save(cache_dir / "done.npy", done)
+    with pytest.raises(ValueError, match="incomplete"):
+        LatentCacheDataset(cache_dir)
+    encode_dataset(cfg, cache_dir, clips_per_video=2, flip=True, batch_size=4, num_workers=0, dtype="float32")
+    np.testing.assert_array_equal(np.load(cache_dir / "latents.npy"), latents)
+    with pytest.raises(ValueError, match="differing keys"):
+        encode_dataset(cfg, cache_dir, clips_per_video=3, flip=True, num_workers=0, dtype="float32")
+    with pytest.raises(ValueError, match="num_frames"):
+        cache.check_matches(load_config(None, [*overrides, "num_frames=8"]))
+
+    # The trainer reads the cache, and its preview decodes through the VAE.
+    train_cfg = load_config(None, [*overrides, f"latent_cache_dir={cache_dir}", "experiment_name=cached",
+                                   "model=Latte-T/2", "max_train_steps=2", "preview_every=2",
+                                   "preview_sampling=ddim2", "random_flip=true"])
+    train_video.main(train_cfg)
+    run_dir = tmp_path / "cached"
+    assert [r["step"] for r in read_metrics(run_dir)] == [1, 2]
+    assert (run_dir / "preview" / "0000002_0.gif").is_file()
+    from PIL import Image
+
+    assert Image.open(run_dir / "preview" / "0000002.png").size == (4 * 32, 2 * 32)
