@@ -24,12 +24,12 @@ import numpy as np
 import torch
 import torch.distributed as dist
 from omegaconf import OmegaConf
-from omegaconf.errors import ConfigKeyError, ValidationError
 from torch.nn.parallel import DistributedDataParallel as DDP
 from torch.utils.data import DataLoader, Sampler
 from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
+from configs import MIXED_PRECISION, merge_config
 from diffusion import create_diffusion, sample_frame_timesteps
 from models import create_model
 from models.checkpoint import load_pretrained
@@ -97,30 +97,8 @@ class TrainConfig:
     preview_sampling: str = "ddim25"  # preview sampler: "ddimK" = K DDIM steps (eta 0), "K" = K ancestral DDPM steps
 
 
-MIXED_PRECISION = {"no": None, "bf16": torch.bfloat16, "fp16": torch.float16}
-
-
 def load_config(config_path=None, overrides=()):
-    """Schema defaults <- YAML file <- key=value overrides; an unknown key or a mistyped value is a ValueError."""
-    cfg = OmegaConf.structured(TrainConfig)
-    sources = []
-    if config_path is not None:
-        if not Path(config_path).is_file():
-            raise FileNotFoundError(f"config file not found: {config_path}")
-        sources.append((f"config file {config_path}", OmegaConf.load(config_path)))
-    malformed = [item for item in overrides if "=" not in item]
-    if malformed:
-        raise ValueError(f"command-line overrides must look like key=value, got {malformed}")
-    sources.append(("command line", OmegaConf.from_dotlist(list(overrides))))
-    for source, values in sources:
-        try:
-            cfg = OmegaConf.merge(cfg, values)
-        except ConfigKeyError as error:
-            raise ValueError(f"{source}: unknown config key {error.full_key!r} ({error.msg.splitlines()[0]})") from None
-        except ValidationError as error:
-            raise ValueError(f"{source}: bad value for config key {error.full_key!r}: {error.msg}") from None
-    if cfg.mixed_precision in ("False", "false"):  # YAML reads `no` (and Latte's `False`) as a boolean
-        cfg.mixed_precision = "no"
+    cfg = merge_config(TrainConfig, config_path, overrides)
     validate_config(cfg)
     return cfg
 

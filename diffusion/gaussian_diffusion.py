@@ -438,6 +438,34 @@ class GaussianDiffusion:
                                   model_timesteps=model_timesteps, generator=generator)
         return x
 
+    def replacement_sample_loop(self, model, shape, cond_frames, cond_mask, *, method="ddim", eta=0.0, noise=None,
+                                model_kwargs=None, device=None, progress=False, clip_denoised=False,
+                                denoised_fn=None, generator=None):
+        """Frame-conditioned sampling for scalar-timestep models: the "replacement" method (Ho et al. 2022).
+
+        The baseline that VTV conditioning is compared with: a model trained with one t per clip cannot be shown
+        clean frames next to noisy ones, so every frame shares t, and before each step the known frames
+        (cond_mask (B, N) or (N,)) are overwritten with q_sample(cond_frames, t), fresh noise each step. Steps are
+        vtv_step's between neighbouring grid levels, i.e. the respaced DDIM / DDPM step of ddim_sample_loop; with
+        no known frames this is plain sampling. The output holds the known frames exactly.
+        """
+        if device is None:
+            device = noise.device if noise is not None else next(model.parameters()).device
+        B, N = shape[:2]
+        x = noise.to(device) if noise is not None else _randn_like(torch.empty(shape, device=device), generator)
+        known = _frame_view(torch.as_tensor(cond_mask, dtype=torch.bool, device=device).expand(B, N), x)
+        cond_frames = cond_frames.to(device=device, dtype=x.dtype)
+        grid = self.sampling_timesteps  # base level of respaced index k (ascending)
+        for index in tqdm(range(self.num_timesteps)[::-1], disable=not progress, desc="replacement sampling"):
+            t = torch.full((B,), index, device=device, dtype=torch.long)  # respaced index, as q_sample takes it
+            x = torch.where(known, self.q_sample(cond_frames, t, noise=_randn_like(x, generator)), x)
+            level_from = torch.full((B, N), grid[index], device=device, dtype=torch.long)
+            level_to = torch.full_like(level_from, grid[index - 1] if index > 0 else -1)
+            with torch.no_grad():
+                x = self.vtv_step(model, x, level_from, level_to, method=method, eta=eta, model_kwargs=model_kwargs,
+                                  clip_denoised=clip_denoised, denoised_fn=denoised_fn, generator=generator)
+        return torch.where(known, cond_frames, x)
+
     # ------------------------------------------------------------------ training
 
     def _vb_terms_bpd(self, model, x_start, x_t, t, clip_denoised=True, model_kwargs=None):

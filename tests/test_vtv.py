@@ -418,3 +418,47 @@ def test_diagonal_is_unbounded_with_constant_memory():
             break
     assert max(held) <= N + 2
     assert held[-1] == held[20]
+
+
+# ----------------------------------------------------------------------------- replacement baseline
+
+def test_replacement_without_known_frames_is_plain_ddim():
+    model = tiny_model()
+    diffusion = create_diffusion("ddim10")
+    noise = torch.randn(2, N, 3, 8, 8)
+    none_known = torch.zeros(N, dtype=torch.bool)
+    ours = diffusion.replacement_sample_loop(model, noise.shape, torch.zeros_like(noise), none_known, noise=noise)
+    plain = diffusion.ddim_sample_loop(model, noise.shape, noise=noise, clip_denoised=False)
+    torch.testing.assert_close(ours, plain, rtol=1e-4, atol=1e-4)
+
+
+def test_replacement_feeds_forward_noised_known_frames_at_the_shared_t():
+    """Two runs with the same generator draw the same noise, so the known frames the model sees differ by exactly
+    sqrt(alpha_bar_t) * (x0_a - x0_b); what is left is fresh unit-variance noise scaled by sqrt(1 - alpha_bar_t)."""
+    diffusion = create_diffusion("ddim8")
+    plan = vtv.build_plan("interpolation", diffusion.sampling_timesteps, N)
+    known = plan.cond_mask
+    noise = torch.randn(4, N, 3, 8, 8)
+    cond_a, cond_b = torch.rand(4, N, 3, 8, 8) * 2 - 1, torch.zeros(4, N, 3, 8, 8)
+    runs = []
+    for cond_frames in (cond_a, cond_b):
+        model = Recorder(tiny_model())
+        out = diffusion.replacement_sample_loop(model, noise.shape, cond_frames, known, noise=noise,
+                                                generator=torch.Generator().manual_seed(0))
+        assert torch.equal(out[:, known], cond_frames[:, known])  # held exactly in the output
+        assert not torch.isclose(out[:, ~known], cond_frames[:, ~known]).any()
+        runs.append(model.calls)
+
+    alpha_bar = create_diffusion("").alphas_cumprod  # base scale: the model sees base timesteps
+    levels = sorted(diffusion.sampling_timesteps, reverse=True)
+    assert len(runs[0]) == len(levels)
+    previous_noise = None
+    for (x_a, t_a), (x_b, t_b), level in zip(*runs, levels):
+        assert (t_a == level).all() and torch.equal(t_a, t_b)  # one t shared by every frame
+        signal, spread = alpha_bar[level].sqrt().item(), (1 - alpha_bar[level]).sqrt().item()
+        torch.testing.assert_close(x_a[:, known] - x_b[:, known], signal * cond_a[:, known], rtol=0, atol=1e-5)
+        step_noise = x_b[:, known] / spread  # cond_b is zero: only the noise remains
+        assert 0.85 < step_noise.std().item() < 1.15
+        assert previous_noise is None or not torch.isclose(step_noise, previous_noise).any()  # fresh every step
+        previous_noise = step_noise
+    assert torch.equal(runs[0][0][0][:, ~known], noise[:, ~known])  # unknown frames start from the given noise

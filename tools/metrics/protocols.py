@@ -206,6 +206,36 @@ def compute_fvd(real_dir, fake_dir, num_frames=16, num_real=2048, num_fake=2048,
     )
 
 
+class _ArrayClipBatches(torch.utils.data.Dataset):
+    """Batch k of in-memory uint8 clips (N, T, H, W, 3), preprocessed as compute_fvd preprocesses its clips."""
+
+    def __init__(self, clips: np.ndarray, batch_size: int):
+        self.clips, self.batch_size = clips, batch_size
+
+    def __len__(self):
+        return -(-len(self.clips) // self.batch_size)
+
+    def rows(self, index) -> int:
+        return len(self.clips[index * self.batch_size:(index + 1) * self.batch_size])
+
+    def __getitem__(self, index):
+        batch = self.clips[index * self.batch_size:(index + 1) * self.batch_size]
+        return preprocess_clips(torch.from_numpy(np.ascontiguousarray(batch)))  # (b, 3, T, 224, 224)
+
+
+def i3d_clip_features(clips, i3d, *, batch_size=8, device="cpu", bf16=False, desc="I3D clips",
+                      progress=True) -> np.ndarray:
+    """FVD features (N, 400) of in-memory uint8 clips (N, T, H, W, 3), as compute_fvd computes them from frame
+    folders: for callers that score videos they have just sampled (tools/reproduce.py) without writing PNGs.
+    The Frechet distance of two sets is frechet_distance(*feature_statistics(a), *feature_statistics(b))."""
+    clips = np.asarray(clips)
+    if clips.dtype != np.uint8 or clips.ndim != 5:
+        raise ValueError(f"clips must be uint8 (N, T, H, W, C), got {clips.dtype} {clips.shape}")
+    if bf16:
+        i3d = i3d.to(memory_format=torch.channels_last_3d)  # as compute_fvd
+    return extract_features(_ArrayClipBatches(clips, batch_size), i3d, device, bf16, 0, desc, progress)
+
+
 #################################################################################
 #                              FID and KID (frames)                             #
 #################################################################################
