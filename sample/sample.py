@@ -355,6 +355,11 @@ def per_sample_noise(generators, frame_shape, device):
 HEATMAP_FRAMES = 64  # long/diagonal heatmaps show the first frames only
 
 
+def clips_denoised(cfg, model):
+    """cfg.clip_denoised, where null means: clip for pixel models (3 channels), not for latent ones (the VAE's 4)."""
+    return cfg.clip_denoised if cfg.clip_denoised is not None else model.in_channels == 3
+
+
 def run_preset(model, diffusion, cfg, *, batch_size, inputs=None, labels=None, generators=None, device="cpu"):
     """Sample batch_size videos with cfg.preset, in model space.
 
@@ -370,10 +375,8 @@ def run_preset(model, diffusion, cfg, *, batch_size, inputs=None, labels=None, g
     noise_fn = per_sample_noise(generators, frame_shape, device)
     model_fn = sampling_model_fn(model, cfg.cfg_scale, cfg.mixed_precision)
     model_kwargs = {"y": labels.to(device)} if labels is not None else {}
-    pixel_model = model.in_channels == 3  # latent models take the VAE's 4 channels
-    clip_denoised = cfg.clip_denoised if cfg.clip_denoised is not None else pixel_model
     sampler = dict(method=cfg.sample_method, eta=cfg.eta, model_kwargs=model_kwargs, device=device,
-                   generator=generators, clip_denoised=clip_denoised)
+                   generator=generators, clip_denoised=clips_denoised(cfg, model))
     grid = diffusion.sampling_timesteps
 
     def noise(num_frames):

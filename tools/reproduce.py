@@ -148,9 +148,8 @@ def to_uint8(videos):
 
 class Evaluator:
     """One trained model with the sampler settings every task shares: DDIM, eta 0, bf16 autocast, and x0 estimates
-    clipped to [-1, 1] in pixel space, as the trainer's previews (unclipped, a briefly trained pixel model's x0 at
-    high noise overshoots by tens). Video k of every task starts from the noise of seed + k, whatever the model or
-    method, so models and methods are compared on the same draws."""
+    clipped to [-1, 1] in pixel space, as sample.py does. Video k of every task starts from the noise of seed + k,
+    whatever the model or method, so models and methods are compared on the same draws."""
 
     def __init__(self, run_dir, budget, seed):
         overrides = [f"ckpt={run_dir}/checkpoints", f"num_sampling_steps={budget.sampling_steps}",
@@ -161,7 +160,7 @@ class Evaluator:
         self.diffusion = sampling.create_sampling_diffusion(self.cfg, settings)
         self.model_fn = sampling.sampling_model_fn(self.model, 1.0, self.cfg.mixed_precision)
         self.frame_shape = (self.model.in_channels, self.model.input_size, self.model.input_size)
-        self.clip_denoised = self.vae is None
+        self.clip_denoised = sampling.clips_denoised(self.cfg, self.model)
 
     def generators(self, indices):
         return sampling.video_generators(self.cfg, indices, self.device)
@@ -378,7 +377,7 @@ CAVEATS = """\
   so few clips; hence the real-vs-real floor. Only differences well beyond the bootstrap noise mean anything, and
   no number here is comparable with the paper's 2048-clip FVDs on 256 px FaceForensics.
 - One training seed per p: the spread over training seeds is not measured and can exceed the bootstrap noise.
-- The model is tiny (Latte-T/4, pixel space, 32 px), trained for {train_steps} steps and sampled with
+- The model is tiny ({model}, pixel space, 32 px), trained for {train_steps} steps and sampled with
   {sampling_steps} DDIM steps; the paper trains for hundreds of thousands of steps and samples with 50, so an
   effect that needs long training cannot show here.
 - PSNR and MSE compare with the conditioning clip's own frames. Bouncing motion is fixed by two frames, so
@@ -407,9 +406,9 @@ def write_markdown(results, path):
         f"{wall['sample'] / 60:.1f}, I3D features and metrics {wall['metrics'] / 60:.1f})",
         f"- **Machine**: {results['machine']['description']}",
         "- **Settings**: " + ", ".join(f"{key} {value}" for key, value in s.items()) + ".",
-        f"- **Model and data**: `configs/demo/demo_train.yaml` with `num_frames={NUM_FRAMES}` (Latte-T/4, 32 px pixel "
-        "space, frame_interval 2, bf16 autocast), the same seed, data order and steps for every p; the EMA weights "
-        "are sampled with DDIM (eta 0, x0 clipped to [-1, 1]). FVD: I3D features of 16-frame clips, float64 "
+        f"- **Model and data**: `configs/demo/demo_train.yaml` with `num_frames={NUM_FRAMES}` ({s['model']}, "
+        "32 px pixel space, frame_interval 2, bf16 autocast), the same seed, data order and steps for every p; "
+        "the EMA weights are sampled with DDIM (eta 0, x0 clipped to [-1, 1]). FVD: I3D features of 16-frame clips, float64 "
         f"statistics, against held-out bouncing clips (split `test`, clips 0..{n - 1}); the conditioning clips are "
         f"test clips {n}..{2 * n - 1}; "
         f"the real floor scores training clips 0..{n - 1}. ± is the bootstrap std over the generated clips. "
@@ -558,7 +557,8 @@ def main(argv=None):
     command = "python tools/reproduce.py " + " ".join(sys.argv[1:] if argv is None else argv)
     results = {
         "command": command.strip(),
-        "settings": {"budget": args.budget, **dataclasses.asdict(budget), "ptss": ps, "seed": args.seed},
+        "settings": {"budget": args.budget, "model": train_video.load_config(BASE_CONFIG).model,
+                     **dataclasses.asdict(budget), "ptss": ps, "seed": args.seed},
         "machine": {"description": machine_description(budget.device), "platform": platform.platform(),
                     "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
                     "torch": torch.__version__},
