@@ -409,8 +409,8 @@ def write_markdown(results, path):
         f"- **Model and data**: `configs/demo/demo_train.yaml` with `num_frames={NUM_FRAMES}` ({s['model']}, "
         "32 px pixel space, frame_interval 2, bf16 autocast), the same seed, data order and steps for every p; "
         "the EMA weights are sampled with DDIM (eta 0, x0 clipped to [-1, 1]). FVD: I3D features of 16-frame clips, "
-        f"float64 statistics, against held-out bouncing clips (split `test`, clips 0..{n - 1}); the conditioning clips are "
-        f"test clips {n}..{2 * n - 1}; "
+        f"float64 statistics, against held-out bouncing clips (split `test`, clips 0..{n - 1}); "
+        f"the conditioning clips are test clips {n}..{2 * n - 1}; "
         f"the real floor scores training clips 0..{n - 1}. ± is the bootstrap std over the generated clips. "
         "Video k of every model and method starts from the same noise (seed + k).",
         "",
