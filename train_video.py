@@ -29,7 +29,7 @@ from torch.utils.data import DataLoader, Sampler
 from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
-from configs import MIXED_PRECISION, merge_config
+from configs import MIXED_PRECISION, autocast_dtype, merge_config
 from diffusion import create_diffusion, sample_frame_timesteps
 from models import create_model
 from models.checkpoint import load_pretrained
@@ -80,7 +80,7 @@ class TrainConfig:
     clip_max_norm: float = 0.1  # gradient-norm clipping threshold ...
     start_clip_iter: int = 20_000  # ... applied from this optimizer step on (before it, the norm is only logged)
     ema_decay: float = 0.9999  # EMA of the weights, updated every optimizer step; the EMA model is sampled
-    mixed_precision: str = "no"  # "no" (or false) | "bf16" (GPU or CPU) | "fp16" (GPU, with loss scaling)
+    mixed_precision: str = "no"  # "no" (or false) | "bf16" | "fp16" (GPU, loss scaling) | "auto": bf16 where native
     use_compile: bool = False  # torch.compile the model
     allow_tf32: bool = True  # TF32 matmuls/convolutions on Ampere+ GPUs
     global_seed: int = 3407  # rank r seeds its noise/timesteps with global_seed + r; data order uses global_seed
@@ -444,7 +444,7 @@ def main(cfg):
     logger = create_logger(run_dir if is_main else None)
     torch.backends.cuda.matmul.allow_tf32 = cfg.allow_tf32
     torch.backends.cudnn.allow_tf32 = cfg.allow_tf32
-    amp_dtype = MIXED_PRECISION[cfg.mixed_precision]
+    amp_dtype = autocast_dtype(cfg.mixed_precision, device.type)
     if amp_dtype == torch.float16 and device.type != "cuda":
         raise ValueError("mixed_precision=fp16 needs a GPU; use bf16 on CPU")
 
@@ -512,7 +512,8 @@ def main(cfg):
             scaler.load_state_dict(checkpoint["scaler"])
         step, epoch, samples_in_epoch = checkpoint["step"], checkpoint["epoch"], checkpoint["samples_in_epoch"]
     logger.info(f"{cfg.model}: {sum(p.numel() for p in model.parameters() if p.requires_grad):,} trainable "
-                f"parameters, input {cfg.num_frames}x{in_channels}x{input_size}x{input_size}")
+                f"parameters, input {cfg.num_frames}x{in_channels}x{input_size}x{input_size}, autocast "
+                f"{amp_dtype or 'off'} (mixed_precision={cfg.mixed_precision})")
 
     ddp_model = DDP(model, device_ids=[device.index] if device.type == "cuda" else None) if world_size > 1 else None
     train_model = ddp_model if ddp_model is not None else model

@@ -9,8 +9,27 @@ import torch
 from omegaconf import OmegaConf
 from omegaconf.errors import ConfigKeyError, ValidationError
 
-# config value of `mixed_precision` -> autocast dtype (None: full precision)
-MIXED_PRECISION = {"no": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+# config value of `mixed_precision` -> autocast dtype (None: full precision); "auto" is resolved per device
+MIXED_PRECISION = {"no": None, "bf16": torch.bfloat16, "fp16": torch.float16, "auto": "auto"}
+
+
+def native_bf16(device_type):
+    """Whether bf16 matmuls run in hardware: a CUDA GPU that supports bf16, or a CPU with AMX or AVX512-BF16.
+
+    On other CPUs (AVX2 only, say) PyTorch emulates bf16, and a training step is about 30x slower than in fp32.
+    """
+    if device_type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if device_type == "cpu":
+        return torch.cpu._is_amx_tile_supported() or torch.cpu._is_avx512_bf16_supported()
+    return False
+
+
+def autocast_dtype(mixed_precision, device_type):
+    """The autocast dtype for a `mixed_precision` config value on this device; "auto": bf16 where it is native."""
+    if mixed_precision == "auto":
+        return torch.bfloat16 if native_bf16(device_type) else None
+    return MIXED_PRECISION[mixed_precision]
 
 
 def merge_config(schema, config_path=None, overrides=()):

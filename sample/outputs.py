@@ -30,9 +30,16 @@ def _as_rgb(frames_uint8):
     return np.repeat(frames, 3, axis=-1) if frames.shape[-1] == 1 else frames
 
 
-def save_gif(frames_uint8, path, fps=8):
-    """Looping GIF; Pillow quantizes each frame to 256 colours."""
-    frames = _as_rgb(frames_uint8)
+def enlarge(frames_uint8, min_size):
+    """(N, H, W, C) frames repeated pixel by pixel until the shorter side is at least min_size (tiny demo videos)."""
+    zoom = math.ceil(min_size / min(frames_uint8.shape[1:3]))
+    return frames_uint8.repeat(zoom, axis=1).repeat(zoom, axis=2) if zoom > 1 else frames_uint8
+
+
+def save_gif(frames_uint8, path, fps=8, min_size=128):
+    """Looping GIF, enlarged to min_size (pixel repetition) so tiny videos stay visible in a browser; Pillow
+    quantizes each frame to 256 colours."""
+    frames = enlarge(_as_rgb(frames_uint8), min_size)
     images = [Image.fromarray(frame) for frame in frames]
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     images[0].save(path, save_all=True, append_images=images[1:], duration=round(1000 / fps), loop=0)
@@ -55,9 +62,7 @@ def contact_sheet(frames_uint8, columns=8, max_frames=64, border=2, min_size=64)
     frames = _as_rgb(frames_uint8)
     if len(frames) > max_frames:
         frames = frames[np.linspace(0, len(frames) - 1, max_frames).round().astype(int)]
-    zoom = math.ceil(min_size / min(frames.shape[1:3]))
-    if zoom > 1:
-        frames = frames.repeat(zoom, axis=1).repeat(zoom, axis=2)
+    frames = enlarge(frames, min_size)
     num, height, width, _ = frames.shape
     columns = min(columns, num)
     rows = math.ceil(num / columns)

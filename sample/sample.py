@@ -18,7 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 from tqdm.auto import tqdm  # noqa: E402
 
-from configs import MIXED_PRECISION, merge_config  # noqa: E402
+from configs import MIXED_PRECISION, autocast_dtype, merge_config  # noqa: E402
 from datasets.video_io import count_frames, read_frames, resize_center_crop  # noqa: E402
 from diffusion import create_diffusion, vtv  # noqa: E402
 from models import create_model  # noqa: E402
@@ -53,7 +53,7 @@ class SampleConfig:
     #                                       off for latent ones, whose values are unbounded
     cfg_scale: float = 1.0  # classifier-free guidance scale for class-conditional models (> 1 enables it)
     class_labels: Optional[List[int]] = None  # class of video k = class_labels[k % len]; null: random classes
-    mixed_precision: str = "no"  # "no" | "bf16" | "fp16": autocast around the model (schedule maths stays fp32)
+    mixed_precision: str = "no"  # "no" | "bf16" | "fp16" | "auto" (bf16 where native): autocast around the model
     # --- VTV preset ---
     preset: str = "standard"  # standard | i2v | interpolation | transition | next_frame | progressive | custom |
     #                            long | diagonal  (definitions: diffusion/vtv.py)
@@ -227,8 +227,8 @@ def sampling_model_fn(model, cfg_scale=1.0, mixed_precision="no"):
 
     Guidance doubles the batch inside this call only (DiT's forward_with_cfg), so the sampler's tensors stay (B, ...).
     """
-    dtype = MIXED_PRECISION[mixed_precision]
     device_type = next(model.parameters()).device.type
+    dtype = autocast_dtype(mixed_precision, device_type)
 
     def model_fn(x, t, y=None):
         with torch.autocast(device_type, dtype=dtype, enabled=dtype is not None):

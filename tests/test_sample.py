@@ -85,7 +85,8 @@ def test_every_preset_writes_every_output(tmp_path, preset):
             "contact_sheet.png", "frames", "schedule.png", "video.gif", "video.mp4"]
         assert sorted(p.name for p in (folder / "frames").iterdir()) == [f"{k:04d}.png" for k in range(length)]
         assert len(mp4_frames(folder / "video.mp4")) == length
-        assert Image.open(folder / "video.gif").n_frames == length
+        gif = Image.open(folder / "video.gif")
+        assert gif.n_frames == length and gif.size == (128, 128)  # 8 px frames enlarged 16x for viewing
         assert Image.open(folder / "schedule.png").size[0] > 100
 
 

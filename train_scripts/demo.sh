@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# The main job on the built-in data, on a CPU: set up, train the demo FVDM (configs/demo/demo_train.yaml),
-# sample every VTV preset, and measure FVD against held-out clips. About 15 minutes on 2 cores.
+# The main job on the built-in data, on a CPU: set up, train the demo FVDM (configs/demo/demo_train.yaml)
+# and sample every VTV preset. FVD=1 also measures FVD against held-out clips (several more minutes: I3D).
 #   bash train_scripts/demo.sh [key=value ...]      # overrides go to the trainer, e.g. max_train_steps=200
+#   FVD=1 bash train_scripts/demo.sh
 # A rerun resumes training from results/demo (or skips it when finished) and rewrites the samples.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -11,31 +12,37 @@ RUN_DIR=results/demo
 SAMPLES=samples/demo
 FVD_DIR=$RUN_DIR/fvd
 NUM_FVD=${NUM_FVD:-64}   # videos per side; FVD on so few is biased upwards, so compare it with the real floor below
+config_value() { python -c "from omegaconf import OmegaConf; print(OmegaConf.load('configs/demo/demo_train.yaml').$1)"; }
 
-echo "== 1/4 train (log: $RUN_DIR/log.txt, curves: $RUN_DIR/metrics.jsonl, previews: $RUN_DIR/preview/)"
+echo "== 1/2 train (log: $RUN_DIR/log.txt, curves: $RUN_DIR/metrics.jsonl, previews: $RUN_DIR/preview/)"
 python train_video.py --config configs/demo/demo_train.yaml "$@"
 
-echo "== 2/4 sample every VTV preset into $SAMPLES/<preset>/"
+echo "== 2/2 sample every VTV preset into $SAMPLES/<preset>/"
 for preset in standard i2v interpolation long transition next_frame progressive diagonal custom; do
     echo "-- $preset"
     python sample/sample.py --config configs/demo/demo_sample.yaml preset=$preset
 done
 
-echo "== 3/4 FVD sets: 16-frame videos (the 8-frame model continued once with the long preset) and real clips"
+echo "samples: $SAMPLES/<preset>/<video>/ (video.mp4, video.gif, contact_sheet.png, schedule.png, frames/)"
+if [ "${FVD:-0}" != 1 ]; then
+    echo "done. training run: $RUN_DIR (previews: $RUN_DIR/preview/). FVD=1 bash $0 adds the FVD of the samples."
+    exit 0
+fi
+
+echo "== FVD 1/2: 16-frame videos (the 8-frame model continued once with the long preset) and real clips"
 rm -rf "$FVD_DIR"
 python sample/sample_ddp.py --config configs/demo/demo_sample.yaml preset=long length=16 \
     num_samples="$NUM_FVD" batch_size=16 seed=1000 eval_dir="$FVD_DIR/generated"
 for split in test train; do  # held-out clips are the reference; training clips give the real-vs-real floor
     python tools/dump_clips.py --dataset bouncing --split $split --num_clips "$NUM_FVD" --num_frames 16 \
-        --frame_interval 2 --image_size 32 --out "$FVD_DIR/real_$split"
+        --frame_interval "$(config_value frame_interval)" --image_size "$(config_value image_size)" \
+        --out "$FVD_DIR/real_$split"
 done
 
-echo "== 4/4 FVD (16 frames, I3D, bf16): generated vs held-out, then real (train split) vs held-out"
+echo "== FVD 2/2: scores (16 frames, I3D, bf16 where native): generated vs held-out, then real (train split) vs held-out"
 for fake in generated real_train; do
     python tools/calc_metrics.py --real "$FVD_DIR/real_test" --fake "$FVD_DIR/$fake" --metrics fvd2048_16f \
-        --num_real "$NUM_FVD" --num_fake "$NUM_FVD" --subsample_factor 1 --bf16 --cache_dir "$FVD_DIR/cache" \
-        --out "$FVD_DIR/fvd_$fake.json"
+        --num_real "$NUM_FVD" --num_fake "$NUM_FVD" --subsample_factor 1 --mixed_precision auto \
+        --cache_dir "$FVD_DIR/cache" --out "$FVD_DIR/fvd_$fake.json"
 done
-echo
-echo "done. training run: $RUN_DIR   samples: $SAMPLES/<preset>/<video>/ (video.mp4, video.gif, contact_sheet.png,"
-echo "schedule.png, frames/)   FVD: $FVD_DIR/fvd_generated.json (model) and fvd_real_train.json (real-vs-real floor)"
+echo "done. training run: $RUN_DIR   FVD: $FVD_DIR/fvd_generated.json (model), fvd_real_train.json (real-vs-real floor)"
