@@ -9,8 +9,9 @@ import torch
 from omegaconf import OmegaConf
 from omegaconf.errors import ConfigKeyError, ValidationError
 
-# config value of `mixed_precision` -> autocast dtype (None: full precision); "auto" is resolved per device
-MIXED_PRECISION = {"no": None, "bf16": torch.bfloat16, "fp16": torch.float16, "auto": "auto"}
+# config value of `mixed_precision` -> autocast dtype (None: full precision)
+AUTOCAST_DTYPES = {"no": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+MIXED_PRECISION = (*AUTOCAST_DTYPES, "auto")  # the values `mixed_precision` accepts; "auto" is resolved per device
 
 
 def native_bf16(device_type):
@@ -29,7 +30,7 @@ def autocast_dtype(mixed_precision, device_type):
     """The autocast dtype for a `mixed_precision` config value on this device; "auto": bf16 where it is native."""
     if mixed_precision == "auto":
         return torch.bfloat16 if native_bf16(device_type) else None
-    return MIXED_PRECISION[mixed_precision]
+    return AUTOCAST_DTYPES[mixed_precision]
 
 
 def merge_config(schema, config_path=None, overrides=()):

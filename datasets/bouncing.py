@@ -3,10 +3,9 @@
 One flat-coloured shape (circle, square or diamond) moves at constant velocity and bounces off the walls
 of a near-black frame. One frame shows where the object is but not where it goes; two or more frames fix
 the motion, so frame-conditioned generation (image-to-video, prediction, interpolation) has something to
-learn. The scene is kept this simple so that a tiny model learns it in minutes on a CPU: with three
-objects over textured backgrounds, ten CPU minutes gave coloured blobs. Positions are a closed form of
-time (a triangle wave per axis), so any frame of the timeline renders directly and `frame_interval`
-subsamples the timeline exactly as it subsamples a real video.
+learn. The scene is kept this simple because the demo trains for only minutes on a CPU. Positions are a
+closed form of time (a triangle wave per axis), so any frame of the timeline renders directly and
+`frame_interval` subsamples the timeline exactly as it subsamples a real video.
 """
 
 import operator

@@ -56,10 +56,11 @@ def main(argv=None):
     if args.real is None and any(m != "isv2048_ucf" for m in metrics):
         raise SystemExit("--real is required for every metric but isv2048_ucf")
     device = init_distributed_from_env(args.device)
+    bf16 = autocast_dtype(args.mixed_precision, torch.device(device).type) is not None
     results = compute_metrics(
         args.real, args.fake, metrics, num_real=args.num_real, num_fake=args.num_fake,
         subsample_factor=args.subsample_factor, seed=args.seed, mirror=args.mirror, batch_size=args.batch_size,
-        device=device, bf16=autocast_dtype(args.mixed_precision, torch.device(device).type) is not None, num_workers=args.num_workers, i3d_weights=args.i3d_weights,
+        device=device, bf16=bf16, num_workers=args.num_workers, i3d_weights=args.i3d_weights,
         inception_weights=args.inception_weights, c3d_weights=args.c3d_weights,
         cache_dir=args.cache_dir or None,
     )

@@ -16,7 +16,7 @@ Training runs live in results/reproduce/<budget>/p<p>/ (a rerun resumes or skips
 (smoke: to its results folder): reproduce.md, reproduce_results.json, reproduce_fvd_vs_p.png,
 reproduce_task_error.png.
 
-    python tools/reproduce.py --budget smoke     # 1.5 minutes: checks the plumbing, the numbers mean nothing
+    python tools/reproduce.py --budget smoke     # 2 minutes: checks the plumbing, the numbers mean nothing
     python tools/reproduce.py --budget cpu60     # the full run, about an hour on a 2-core CPU
     python tools/reproduce.py --budget gpu       # the same scaled up, on cuda
     python tools/reproduce.py --budget cpu60 --ptss 0 0.2 0.5 1 --num_eval 128     # flags override the budget
@@ -87,7 +87,7 @@ class Budget:
 BUDGETS = {
     "smoke": Budget(train_steps=10, batch_size=4, num_eval=4, num_long=4, long_length=32, sample_method="ddpm",
                     sampling_steps=4, sample_batch=4, i3d_batch=4, num_workers=0, device="cpu"),
-    "cpu60": Budget(train_steps=2500, batch_size=4, num_eval=48, num_long=16, long_length=64, sample_method="ddpm",
+    "cpu60": Budget(train_steps=2500, batch_size=4, num_eval=32, num_long=16, long_length=64, sample_method="ddpm",
                     sampling_steps=50, sample_batch=16, i3d_batch=8, num_workers=0, device="cpu"),
     "gpu": Budget(train_steps=20_000, batch_size=32, num_eval=512, num_long=256, long_length=128,
                   sample_method="ddpm", sampling_steps=100, sample_batch=128, i3d_batch=32, num_workers=4,
@@ -147,9 +147,9 @@ def to_uint8(videos):
 
 
 class Evaluator:
-    """One trained model with the sampler settings every task shares: the budget's sampler, the demo's autocast, x0 estimates
-    clipped to [-1, 1] in pixel space, as sample.py does. Video k of every task starts from the noise of seed + k,
-    whatever the model or method, so models and methods are compared on the same draws."""
+    """One trained model with the sampler settings every task shares: the budget's sampler, the demo's autocast,
+    and x0 estimates clipped to [-1, 1] in pixel space, as sample.py does. Video k of every task starts from the
+    noise of seed + k, whatever the model or method, so models and methods are compared on the same draws."""
 
     def __init__(self, run_dir, budget, seed):
         overrides = [f"ckpt={run_dir}/checkpoints", f"sample_method={budget.sample_method}",
@@ -408,8 +408,9 @@ def write_markdown(results, path):
         f"- **Machine**: {results['machine']['description']}",
         "- **Settings**: " + ", ".join(f"{key} {value}" for key, value in s.items()) + ".",
         f"- **Model and data**: `configs/demo/demo_train.yaml` with `num_frames={NUM_FRAMES}` ({s['model']}, "
-        f"{s['image_size']} px pixel space, frame_interval {s['frame_interval']}), the same seed, data order and steps for every p; "
-        f"the EMA weights are sampled with {s['sample_method']}-{s['sampling_steps']} (x0 clipped to [-1, 1]). FVD: I3D features of 16-frame clips, "
+        f"{s['image_size']} px pixel space, frame_interval {s['frame_interval']}), the same seed, data order and "
+        f"steps for every p; the EMA weights are sampled with {s['sample_method']}-{s['sampling_steps']} (x0 clipped "
+        "to [-1, 1]). FVD: I3D features of 16-frame clips, "
         f"float64 statistics, against held-out bouncing clips (split `test`, clips 0..{n - 1}); "
         f"the conditioning clips are test clips {n}..{2 * n - 1}; "
         f"the real floor scores training clips 0..{n - 1}. ± is the bootstrap std over the generated clips. "
@@ -560,7 +561,8 @@ def main(argv=None):
     results = {
         "command": command.strip(),
         "settings": {"budget": args.budget, "model": demo.model, "image_size": demo.image_size,
-                     "frame_interval": demo.frame_interval, **dataclasses.asdict(budget), "ptss": ps, "seed": args.seed},
+                     "frame_interval": demo.frame_interval, **dataclasses.asdict(budget), "ptss": ps,
+                     "seed": args.seed},
         "machine": {"description": machine_description(budget.device), "platform": platform.platform(),
                     "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
                     "torch": torch.__version__},
