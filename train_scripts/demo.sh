@@ -12,7 +12,9 @@ RUN_DIR=results/demo
 SAMPLES=samples/demo
 FVD_DIR=$RUN_DIR/fvd
 NUM_FVD=${NUM_FVD:-64}   # videos per side; FVD on so few is biased upwards, so compare it with the real floor below
-config_value() { python -c "from omegaconf import OmegaConf; print(OmegaConf.load('configs/demo/demo_train.yaml').$1)"; }
+config_value() {  # a key of the demo's training config
+    python -c "from omegaconf import OmegaConf; print(OmegaConf.load('configs/demo/demo_train.yaml').$1)"
+}
 
 echo "== 1/2 train (log: $RUN_DIR/log.txt, curves: $RUN_DIR/metrics.jsonl, previews: $RUN_DIR/preview/)"
 python train_video.py --config configs/demo/demo_train.yaml "$@"
@@ -39,7 +41,7 @@ for split in test train; do  # held-out clips are the reference; training clips 
         --out "$FVD_DIR/real_$split"
 done
 
-echo "== FVD 2/2: scores (16 frames, I3D, bf16 where native): generated vs held-out, then real (train split) vs held-out"
+echo "== FVD 2/2: I3D scores of generated vs held-out clips, then of real (train split) vs held-out clips"
 for fake in generated real_train; do
     python tools/calc_metrics.py --real "$FVD_DIR/real_test" --fake "$FVD_DIR/$fake" --metrics fvd2048_16f \
         --num_real "$NUM_FVD" --num_fake "$NUM_FVD" --subsample_factor 1 --mixed_precision auto \
