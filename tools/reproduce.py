@@ -52,6 +52,7 @@ from tools.metrics import feature_statistics, frechet_distance, i3d_clip_feature
 
 REPO = Path(__file__).resolve().parents[1]
 BASE_CONFIG = REPO / "configs" / "demo" / "demo_train.yaml"
+DEMO = train_video.load_config(BASE_CONFIG)  # model, image_size and frame_interval of every run and clip
 NUM_FRAMES = 16  # the I3D FVD protocol scores 16-frame clips
 CONTEXT_FRAMES = 8  # next_frame context, and the frames each long-video window carries over
 # task -> (VTV preset, build_plan options); standard is plain sampling, the others condition on held-out frames
@@ -137,8 +138,7 @@ def train(p, budget, args):
 
 def held_out_clips(split, first, count, seed):
     """float (count, 16, 3, H, W) in [-1, 1]: bouncing clips first..first+count-1 of a split, as in training."""
-    demo = train_video.load_config(BASE_CONFIG)
-    dataset = BouncingShapes(num_frames=NUM_FRAMES, frame_interval=demo.frame_interval, image_size=demo.image_size,
+    dataset = BouncingShapes(num_frames=NUM_FRAMES, frame_interval=DEMO.frame_interval, image_size=DEMO.image_size,
                              split=split, seed=seed, length=first + count)
     return torch.stack([dataset[index]["video"] for index in range(first, first + count)])
 
@@ -494,6 +494,8 @@ def parse_args(argv=None):
     budget = dataclasses.replace(BUDGETS[args.budget], **overrides)
     if budget.num_eval < 2 or budget.num_long == 1 or not 0 <= budget.num_long <= budget.num_eval:
         parser.error("need num_eval >= 2 clips per FVD set, and num_long 0 or in [2, num_eval]")
+    if budget.sample_method not in ("ddpm", "ddim"):  # checked here, not after the first model has trained
+        parser.error(f"sample_method must be ddpm or ddim, got {budget.sample_method!r}")
     if budget.num_long and budget.long_length <= NUM_FRAMES:
         parser.error(f"long_length must exceed {NUM_FRAMES} frames (or set num_long 0)")
     return args, budget
@@ -559,11 +561,10 @@ def main(argv=None):
     wall["total"] = time.time() - start
 
     command = "python tools/reproduce.py " + " ".join(sys.argv[1:] if argv is None else argv)
-    demo = train_video.load_config(BASE_CONFIG)
     results = {
         "command": command.strip(),
-        "settings": {"budget": args.budget, "model": demo.model, "image_size": demo.image_size,
-                     "frame_interval": demo.frame_interval, **dataclasses.asdict(budget), "ptss": ps,
+        "settings": {"budget": args.budget, "model": DEMO.model, "image_size": DEMO.image_size,
+                     "frame_interval": DEMO.frame_interval, **dataclasses.asdict(budget), "ptss": ps,
                      "seed": args.seed},
         "machine": {"description": machine_description(budget.device), "platform": platform.platform(),
                     "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
