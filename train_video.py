@@ -70,10 +70,12 @@ class TrainConfig:
     noise_schedule: str = "linear"  # beta schedule (linear 1e-4 -> 0.02)
     ptss_p: float = 0.2  # PTSS: probability that a clip gets independent per-frame timesteps (paper: 0.2)
     ptss_granularity: str = "sample"  # "sample": one coin per clip (paper); "batch": one per batch (released code)
+    min_snr_gamma: Optional[float] = None  # Min-SNR-gamma loss weighting per frame (Hang et al.: 5); null: plain MSE
     # --- optimisation ---
-    learning_rate: float = 1e-4  # AdamW learning rate, constant after warmup
+    learning_rate: float = 1e-4  # AdamW learning rate (peak, after warmup)
     weight_decay: float = 0.0  # AdamW weight decay
     lr_warmup_steps: int = 0  # linear warmup from 0 over this many optimizer steps
+    lr_schedule: str = "constant"  # after warmup: "constant" (paper) or "cosine" (decays to 0 at max_train_steps)
     local_batch_size: int = 2  # clips per rank per micro-batch
     gradient_accumulation_steps: int = 1  # micro-batches per optimizer step
     max_train_steps: int = 400_000  # optimizer steps
@@ -116,9 +118,11 @@ def validate_config(cfg):
         require(cfg[key] >= 0, key, "must be >= 0")
     require(cfg.mixed_precision in MIXED_PRECISION, "mixed_precision", f"choose one of {list(MIXED_PRECISION)}")
     require(0.0 <= cfg.ptss_p <= 1.0, "ptss_p", "must lie in [0, 1]")
+    require(cfg.min_snr_gamma is None or cfg.min_snr_gamma > 0, "min_snr_gamma", "must be > 0 (or null: off)")
     require(cfg.ptss_granularity in ("sample", "batch"), "ptss_granularity", "choose 'sample' or 'batch'")
     require(0.0 <= cfg.ema_decay <= 1.0, "ema_decay", "must lie in [0, 1]")
     require(cfg.learning_rate > 0, "learning_rate", "must be > 0")
+    require(cfg.lr_schedule in ("constant", "cosine"), "lr_schedule", "choose 'constant' or 'cosine'")
     require(cfg.clip_max_norm > 0, "clip_max_norm", "must be > 0")
     require(0.0 <= cfg.class_dropout_prob < 1.0, "class_dropout_prob", "must lie in [0, 1)")
     if cfg.vae is not None:
@@ -349,9 +353,13 @@ def autocast_forward(model, device, amp_dtype):
 
 
 def learning_rate_at(cfg, step):
-    if cfg.lr_warmup_steps == 0:
+    """The rate for optimizer step `step` (0-based): linear warmup, then constant or a cosine down to 0."""
+    if step < cfg.lr_warmup_steps:
+        return cfg.learning_rate * (step + 1) / cfg.lr_warmup_steps
+    if cfg.lr_schedule == "constant":
         return cfg.learning_rate
-    return cfg.learning_rate * min(1.0, (step + 1) / cfg.lr_warmup_steps)
+    progress = (step - cfg.lr_warmup_steps) / max(1, cfg.max_train_steps - cfg.lr_warmup_steps)
+    return cfg.learning_rate * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
 @torch.no_grad()
@@ -580,7 +588,8 @@ def main(cfg):
                 micro_step += 1
                 sync = micro_step % accum == 0
                 with nullcontext() if sync or ddp_model is None else ddp_model.no_sync():
-                    losses = diffusion.training_losses(forward, x, frame_timesteps, model_kwargs=model_kwargs)
+                    losses = diffusion.training_losses(forward, x, frame_timesteps, model_kwargs=model_kwargs,
+                                                       min_snr_gamma=cfg.min_snr_gamma)
                     loss = losses["loss"].mean()
                     scaler.scale(loss / accum).backward()
                 window[0] += loss.item() / accum

@@ -1,11 +1,12 @@
 """Bouncing shapes: the built-in procedural video dataset (no files), the default of the CPU demo.
 
 One flat-coloured shape (circle, square or diamond) moves at constant velocity and bounces off the walls
-of a near-black frame. One frame shows where the object is but not where it goes; two or more frames fix
-the motion, so frame-conditioned generation (image-to-video, prediction, interpolation) has something to
-learn. The scene is kept this simple because the demo trains for only minutes on a CPU. Positions are a
-closed form of time (a triangle wave per axis), so any frame of the timeline renders directly and
-`frame_interval` subsamples the timeline exactly as it subsamples a real video.
+of a near-black frame. It spans about half the frame: with shapes a third smaller, the demo's tiny model drew
+one whole object in about a quarter of its frames, with these in about half. One frame shows where the object
+is but not where it goes; two or more frames fix the motion, so frame-conditioned generation (image-to-video,
+prediction, interpolation) has something to learn. The scene is kept this simple because the demo trains for
+only minutes on a CPU. Positions are a closed form of time (a triangle wave per axis), so any frame of the
+timeline renders directly and `frame_interval` subsamples the timeline exactly as it subsamples a real video.
 """
 
 import operator
@@ -33,6 +34,8 @@ PALETTE = np.array(
 # Half-extent (centre to bounding-box edge) relative to the drawn size, so shapes look alike in size.
 SHAPE_EXTENT = {"circle": 1.0, "square": 0.85, "diamond": 1.25}
 BACKGROUND = np.float32(0.05)  # grey level of every background
+OBJECT_SIZE = (0.25, 0.32)  # range of the object's half-size, as a fraction of the frame size
+OBJECT_SPEED = (0.02, 0.04)  # range of its speed in frame sizes per simulated time step
 SPLIT_STREAMS = {"train": 0, "test": 1}
 
 
@@ -56,10 +59,10 @@ def sample_scene(rng, image_size=32):
     """A random scene: one object with a random shape, colour, size, start position and velocity."""
     color = PALETTE[int(rng.integers(len(PALETTE)))]
     shape = SHAPES[int(rng.integers(len(SHAPES)))]
-    extent = SHAPE_EXTENT[shape] * rng.uniform(0.15, 0.22) * image_size
+    extent = SHAPE_EXTENT[shape] * rng.uniform(*OBJECT_SIZE) * image_size
     position = rng.uniform(extent, image_size - extent, size=2)
     angle = rng.uniform(0, 2 * np.pi)
-    speed = rng.uniform(0.02, 0.04) * image_size
+    speed = rng.uniform(*OBJECT_SPEED) * image_size
     velocity = speed * np.array([np.sin(angle), np.cos(angle)])
     background = np.full((image_size, image_size, 3), BACKGROUND, dtype=np.float32)
     return BouncingScene(image_size, background, (BouncingObject(shape, color, float(extent), position, velocity),))

@@ -482,8 +482,13 @@ class GaussianDiffusion:
         output = torch.where(frame_t == 0, decoder_nll, kl).mean(dim=1)  # (B,)
         return {"output": output, "pred_xstart": out["pred_xstart"]}
 
-    def training_losses(self, model, x_start, t, model_kwargs=None, noise=None):
-        """Loss terms per sample (B,) for x_start (B, N, C, H, W) noised per frame to t (B,) or (B, N)."""
+    def training_losses(self, model, x_start, t, model_kwargs=None, noise=None, min_snr_gamma=None):
+        """Loss terms per sample (B,) for x_start (B, N, C, H, W) noised per frame to t (B,) or (B, N).
+
+        min_snr_gamma: Min-SNR-gamma weighting (Hang et al. 2023) of each frame's MSE by its own timestep, which
+        caps the weight of nearly clean frames so the noisy ones, where layout and motion form, get the gradient.
+        "mse" stays the unweighted MSE; "loss" uses the weighted one.
+        """
         model_kwargs = model_kwargs or {}
         if noise is None:
             noise = torch.randn_like(x_start)
@@ -515,6 +520,22 @@ class GaussianDiffusion:
             ModelMeanType.EPSILON: lambda: noise,
         }[self.model_mean_type]()
         assert model_output.shape == target.shape == x_start.shape
-        terms["mse"] = mean_flat((target - model_output.float()) ** 2)
-        terms["loss"] = terms["mse"] + terms["vb"] if "vb" in terms else terms["mse"]
+        frame_mse = ((target - model_output.float()) ** 2).mean(dim=(2, 3, 4))  # (B, N)
+        terms["mse"] = frame_mse.mean(dim=1)
+        mse = terms["mse"] if min_snr_gamma is None else (frame_mse * self.min_snr_weights(t, min_snr_gamma)).mean(1)
+        terms["loss"] = mse + terms["vb"] if "vb" in terms else mse
         return terms
+
+    def min_snr_weights(self, t, gamma):
+        """Min-SNR loss weights for timesteps t (B,) or (B, N), shaped (B, 1) or (B, N): min(SNR, gamma) for an
+        x_start target, divided by SNR for an epsilon target (whose error costs SNR times less in x_start)."""
+        if not gamma > 0:
+            raise ValueError(f"min_snr_gamma must be > 0, got {gamma}")
+        if self.model_mean_type == ModelMeanType.PREVIOUS_X:
+            raise ValueError("min_snr_gamma is defined for epsilon and x_start prediction, not previous_x")
+        alpha_bar = self.alphas_cumprod.to(t.device)[t]
+        snr = alpha_bar / (1.0 - alpha_bar)
+        weights = snr.clamp(max=gamma)
+        if self.model_mean_type == ModelMeanType.EPSILON:
+            weights = weights / snr
+        return weights.float() if t.ndim == 2 else weights.float()[:, None]

@@ -224,6 +224,32 @@ def test_vlb_term_equals_closed_form_gaussian_kl():
     torch.testing.assert_close(terms["loss"], terms["mse"] + terms["vb"])
 
 
+@pytest.mark.parametrize("predict_xstart", [False, True])
+def test_min_snr_weights_each_frame_by_its_own_timestep(predict_xstart):
+    """Min-SNR-5 against diffusers' compute_snr: eps targets weigh min(SNR, 5) / SNR, x_start targets min(SNR, 5)."""
+    from diffusers.training_utils import compute_snr
+
+    diffusion = create_diffusion("", learn_sigma=False, predict_xstart=predict_xstart)
+    model = ToyModel()
+    x0, noise = torch.randn(SHAPE).clamp(-1, 1), torch.randn(SHAPE)
+    t = torch.tensor([[0, 999, 400, 400], [1, 20, 150, 600]])
+    plain = diffusion.training_losses(model, x0, t, noise=noise)
+    weighted = diffusion.training_losses(model, x0, t, noise=noise, min_snr_gamma=5.0)
+
+    snr = compute_snr(exact_table(DDPMScheduler()), t.flatten()).view(t.shape).double()
+    weights = snr.clamp(max=5.0) / (1.0 if predict_xstart else snr)
+    x_t = diffusion.q_sample(x0, t, noise=noise)
+    target = x0 if predict_xstart else noise
+    frame_mse = ((model(x_t, t) - target) ** 2).double().mean(dim=(2, 3, 4))  # (B, N)
+    torch.testing.assert_close(weighted["loss"].double(), (weights * frame_mse).mean(1), rtol=1e-5, atol=1e-7)
+    torch.testing.assert_close(weighted["mse"], plain["mse"])  # the logged MSE stays unweighted
+    scalar = diffusion.training_losses(model, x0, t[:, 2], noise=noise, min_snr_gamma=5.0)  # (B,) timesteps
+    shared = diffusion.training_losses(model, x0, t[:, 2:3].expand(-1, 4), noise=noise, min_snr_gamma=5.0)
+    torch.testing.assert_close(scalar["loss"], shared["loss"])
+    with pytest.raises(ValueError, match="min_snr_gamma"):
+        diffusion.training_losses(model, x0, t, noise=noise, min_snr_gamma=0.0)
+
+
 def test_frames_at_t0_use_decoder_nll():
     """Frames at t = 0 take the discretized-Gaussian NLL (checked against scipy's exact normal CDF)."""
     from scipy.stats import norm

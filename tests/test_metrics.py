@@ -481,3 +481,38 @@ def test_calc_metrics_cli_writes_protocol_json(tmp_path, bikes, i3d):
     assert record["value"] > 0 and record["protocol"]["num_frames"] == 16
     assert record["detector"]["weights_sha256"] == i3d.weights_sha256
     assert record["real"]["path"] == str(real) and record["fake"]["path"] == str(fake)
+
+
+# ---------------------------------------------------------------- object statistics (bouncing demo)
+
+
+def test_object_statistics_count_whole_objects_fragments_and_specks(tmp_path):
+    from datasets.bouncing import BACKGROUND
+    from tools.object_metrics import main as object_metrics_main
+    from tools.object_metrics import read_video_folders, real_videos
+    from tools.metrics.objects import object_statistics
+
+    real = real_videos(6, 4, 16, frame_interval=2)  # (6, 4, 16, 16, 3) uint8
+    stats = object_statistics(real, BACKGROUND)
+    assert (stats["one_object"], stats["largest_share"]) == (1.0, 1.0) and stats["area_cv"] < 0.15
+
+    grey = round(float(BACKGROUND) * 255)
+    video = np.full((1, 4, 16, 16, 3), grey, dtype=np.uint8)
+    video[0, 0, 2:6, 2:6] = 255                                  # one 16-pixel object
+    video[0, 1, 2:6, 2:6] = video[0, 1, 10:12, 10:12] = 255      # the object and a 4-pixel fragment: two parts
+    video[0, 2, 2:6, 2:6] = video[0, 2, 10, 10] = 255            # the object and a 1-pixel speck: still one object
+    video[0, 3, 2:4, 2:6] = (255, 0, 0)                          # diagonal neighbours join (8-connected) ...
+    video[0, 3, 4:6, 6:8] = (255, 0, 0)
+    stats = object_statistics(video, BACKGROUND)
+    assert stats["one_object"] == 0.75
+    assert stats["largest_share"] == pytest.approx((1 + 16 / 20 + 16 / 17 + 1) / 4)
+    assert object_statistics(np.full((1, 2, 8, 8, 3), grey, np.uint8), BACKGROUND)["one_object"] == 0.0
+
+    for index, frames in enumerate(video[0:1].repeat(2, axis=0)):  # sample.py's layout: <video>/frames/<n>.png
+        (tmp_path / f"{index:04d}" / "frames").mkdir(parents=True)
+        for number, frame in enumerate(frames):
+            Image.fromarray(frame).save(tmp_path / f"{index:04d}" / "frames" / f"{number:04d}.png")
+    assert read_video_folders(tmp_path).shape == (2, 4, 16, 16, 3)
+    object_metrics_main(["--fake", str(tmp_path), "--out", str(tmp_path / "objects.json")])
+    results = json.loads((tmp_path / "objects.json").read_text())
+    assert results["generated"]["one_object"] == 0.75 and results["real"]["one_object"] == 1.0

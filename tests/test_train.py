@@ -1,6 +1,7 @@
 """train_video.py: config errors, data sharding, exact kill-and-resume, 2-process DDP, pretrained Latte weights,
 the latent cache. Runs tiny models on the built-in bouncing data; the subprocess runs dominate the time."""
 import json
+import math
 import os
 import signal
 import subprocess
@@ -67,6 +68,23 @@ def test_defaults_are_the_paper_settings():
     assert (cfg.learning_rate, cfg.weight_decay, cfg.ema_decay, cfg.ptss_p) == (1e-4, 0.0, 0.9999, 0.2)
     assert (cfg.clip_max_norm, cfg.global_seed, cfg.diffusion_steps, cfg.noise_schedule) == (0.1, 3407, 1000, "linear")
     assert cfg.learn_sigma and cfg.num_frames == 16 and cfg.frame_interval == 3
+    assert (cfg.lr_schedule, cfg.min_snr_gamma) == ("constant", None)
+
+
+def test_learning_rate_warmup_then_cosine():
+    constant = load_config(None, ["learning_rate=1e-3", "lr_warmup_steps=10", "max_train_steps=110"])
+    cosine = load_config(None, ["learning_rate=1e-3", "lr_warmup_steps=10", "max_train_steps=110",
+                                "lr_schedule=cosine"])
+    for cfg in (constant, cosine):
+        assert [train_video.learning_rate_at(cfg, s) for s in (0, 4, 9)] == pytest.approx([1e-4, 5e-4, 1e-3])
+    assert train_video.learning_rate_at(constant, 109) == 1e-3
+    # After warmup: 1e-3 * (1 + cos(pi * k / 100)) / 2 at step 10 + k.
+    assert [train_video.learning_rate_at(cosine, 10 + k) for k in (0, 25, 50, 99)] == pytest.approx(
+        [1e-3, 1e-3 * (1 + 2**-0.5) / 2, 5e-4, 1e-3 * (1 + math.cos(math.pi * 0.99)) / 2])
+    with pytest.raises(ValueError, match="lr_schedule"):
+        load_config(None, ["lr_schedule=linear"])
+    with pytest.raises(ValueError, match="min_snr_gamma"):
+        load_config(None, ["min_snr_gamma=0"])
 
 
 @pytest.mark.parametrize("dataset, model, num_classes, batch, start_clip", [

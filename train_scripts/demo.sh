@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The main job on the built-in data, on a CPU: set up, train the demo FVDM (configs/demo/demo_train.yaml)
-# and sample every VTV preset. FVD=1 also measures FVD against held-out clips (several more minutes: I3D).
+# and sample every VTV preset, then count whole objects in 32 standard samples against held-out clips (seconds).
+# FVD=1 also measures FVD against held-out clips (several more minutes: I3D).
 #   bash train_scripts/demo.sh [key=value ...]      # overrides go to the trainer, e.g. max_train_steps=200
 #   FVD=1 bash train_scripts/demo.sh
 # A rerun resumes training from results/demo (or skips it when finished) and rewrites the samples.
@@ -11,6 +12,7 @@ source tools/setup_env.sh
 RUN_DIR=results/demo
 SAMPLES=samples/demo
 FVD_DIR=$RUN_DIR/fvd
+OBJECTS_DIR=$RUN_DIR/objects
 NUM_FVD=${NUM_FVD:-64}   # videos per side; FVD on so few is biased upwards, so compare it with the real floor below
 config_value() {  # a key of the demo's training config
     python -c "from omegaconf import OmegaConf; print(OmegaConf.load('configs/demo/demo_train.yaml').$1)"
@@ -26,6 +28,13 @@ for preset in standard i2v interpolation long transition next_frame progressive 
 done
 
 echo "samples: $SAMPLES/<preset>/<video>/ (video.mp4, video.gif, contact_sheet.png, schedule.png, frames/)"
+
+echo "== object check: do 32 standard samples show one whole object per frame, as held-out clips do?"
+rm -rf "$OBJECTS_DIR"
+python sample/sample_ddp.py --config configs/demo/demo_sample.yaml num_samples=32 batch_size=32 seed=1000 \
+    eval_dir="$OBJECTS_DIR/generated"
+python tools/object_metrics.py --fake "$OBJECTS_DIR/generated" --frame_interval "$(config_value frame_interval)" \
+    --out "$OBJECTS_DIR/objects.json"
 if [ "${FVD:-0}" != 1 ]; then
     echo "done. training run: $RUN_DIR (previews: $RUN_DIR/preview/). FVD=1 bash $0 adds the FVD of the samples."
     exit 0
