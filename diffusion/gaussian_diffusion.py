@@ -55,10 +55,6 @@ def betas_for_alpha_bar(num_diffusion_timesteps, alpha_bar, max_beta=0.999):
     return np.array(betas, dtype=np.float64)
 
 
-def mean_flat(tensor):
-    return tensor.mean(dim=list(range(1, tensor.ndim)))
-
-
 def _extract(arr, timesteps, broadcast_shape):
     """Gather arr[t] for t of shape (B,) or (B, N) and broadcast to a (B, N, C, H, W) shape."""
     res = arr.to(timesteps.device)[timesteps].float()
@@ -485,9 +481,8 @@ class GaussianDiffusion:
     def training_losses(self, model, x_start, t, model_kwargs=None, noise=None, min_snr_gamma=None):
         """Loss terms per sample (B,) for x_start (B, N, C, H, W) noised per frame to t (B,) or (B, N).
 
-        min_snr_gamma: Min-SNR-gamma weighting (Hang et al. 2023) of each frame's MSE by its own timestep, which
-        caps the weight of nearly clean frames so the noisy ones, where layout and motion form, get the gradient.
-        "mse" stays the unweighted MSE; "loss" uses the weighted one.
+        min_snr_gamma: weight each frame's MSE by Min-SNR-gamma (Hang et al. 2023) of its own timestep, which caps
+        the weight of nearly clean frames. "mse" stays the unweighted MSE; "loss" uses the weighted one.
         """
         model_kwargs = model_kwargs or {}
         if noise is None:
@@ -522,8 +517,11 @@ class GaussianDiffusion:
         assert model_output.shape == target.shape == x_start.shape
         frame_mse = ((target - model_output.float()) ** 2).mean(dim=(2, 3, 4))  # (B, N)
         terms["mse"] = frame_mse.mean(dim=1)
-        mse = terms["mse"] if min_snr_gamma is None else (frame_mse * self.min_snr_weights(t, min_snr_gamma)).mean(1)
-        terms["loss"] = mse + terms["vb"] if "vb" in terms else mse
+        if min_snr_gamma is None:
+            mse_loss = terms["mse"]
+        else:
+            mse_loss = (frame_mse * self.min_snr_weights(t, min_snr_gamma)).mean(dim=1)
+        terms["loss"] = mse_loss + terms["vb"] if "vb" in terms else mse_loss
         return terms
 
     def min_snr_weights(self, t, gamma):

@@ -36,7 +36,8 @@ python sample/sample_ddp.py --config configs/demo/demo_sample.yaml num_samples=3
 python tools/object_metrics.py --fake "$OBJECTS_DIR/generated" --frame_interval "$(config_value frame_interval)" \
     --out "$OBJECTS_DIR/objects.json"
 if [ "${FVD:-0}" != 1 ]; then
-    echo "done. training run: $RUN_DIR (previews: $RUN_DIR/preview/). FVD=1 bash $0 adds the FVD of the samples."
+    echo "done. training run: $RUN_DIR (previews: preview/, object check: objects/objects.json)." \
+        "FVD=1 bash $0 adds the FVD of the samples."
     exit 0
 fi
 
