@@ -501,8 +501,8 @@ def test_object_statistics_count_whole_objects_fragments_and_specks(tmp_path):
     video[0, 0, 2:6, 2:6] = 255                                  # one 16-pixel object
     video[0, 1, 2:6, 2:6] = video[0, 1, 10:12, 10:12] = 255      # the object and a 4-pixel fragment: two parts
     video[0, 2, 2:6, 2:6] = video[0, 2, 10, 10] = 255            # the object and a 1-pixel speck: still one object
-    video[0, 3, 2:4, 2:6] = (255, 0, 0)                          # diagonal neighbours join (8-connected) ...
-    video[0, 3, 4:6, 6:8] = (255, 0, 0)
+    video[0, 3, 2:4, 2:6] = (255, 0, 0)                          # two blocks that touch at a corner:
+    video[0, 3, 4:6, 6:8] = (255, 0, 0)                          # one object (8-connected)
     stats = object_statistics(video, BACKGROUND)
     assert stats["one_object"] == 0.75
     assert stats["largest_share"] == pytest.approx((1 + 16 / 20 + 16 / 17 + 1) / 4)
