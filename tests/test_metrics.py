@@ -508,11 +508,12 @@ def test_object_statistics_count_whole_objects_fragments_and_specks(tmp_path):
     assert stats["largest_share"] == pytest.approx((1 + 16 / 20 + 16 / 17 + 1) / 4)
     assert object_statistics(np.full((1, 2, 8, 8, 3), grey, np.uint8), BACKGROUND)["one_object"] == 0.0
 
-    for index, frames in enumerate(video[0:1].repeat(2, axis=0)):  # sample.py's layout: <video>/frames/<n>.png
-        (tmp_path / f"{index:04d}" / "frames").mkdir(parents=True)
+    fake = tmp_path / "generated"
+    for index, frames in enumerate(video[0:1].repeat(2, axis=0)):  # sample_ddp.py's layout: <video>/<frame>.png
+        (fake / f"{index:05d}").mkdir(parents=True)
         for number, frame in enumerate(frames):
-            Image.fromarray(frame).save(tmp_path / f"{index:04d}" / "frames" / f"{number:04d}.png")
-    assert read_video_folders(tmp_path).shape == (2, 4, 16, 16, 3)
-    object_metrics_main(["--fake", str(tmp_path), "--out", str(tmp_path / "objects.json")])
+            Image.fromarray(frame).save(fake / f"{index:05d}" / f"{number:04d}.png")
+    assert read_video_folders(fake).shape == (2, 4, 16, 16, 3)
+    object_metrics_main(["--fake", str(fake), "--out", str(tmp_path / "objects.json")])
     results = json.loads((tmp_path / "objects.json").read_text())
     assert results["generated"]["one_object"] == 0.75 and results["real"]["one_object"] == 1.0

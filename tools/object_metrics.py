@@ -1,8 +1,8 @@
 """Object statistics of generated bouncing-shapes videos beside those of held-out real clips (seconds, no I3D).
 
-    python tools/object_metrics.py --fake samples/demo/standard --frame_interval 2 --out results/demo/objects.json
+    python tools/object_metrics.py --fake results/demo/objects/generated --frame_interval 2 --out objects.json
 
---fake holds one folder per video with its PNG frames, directly or in a frames/ subfolder (sample.py's layout).
+--fake is a video set as sample/sample_ddp.py writes it (<dir>/<video>/<frame>.png) or as FVD reads it.
 The real clips are rendered from the bouncing data's test split at the generated frame size and length.
 Definitions: tools/metrics/objects.py.
 """
@@ -15,26 +15,16 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
-from PIL import Image  # noqa: E402
 
 from datasets.bouncing import BACKGROUND, BouncingShapes  # noqa: E402
 from tools.dump_clips import to_uint8  # noqa: E402
+from tools.metrics.clips import list_videos  # noqa: E402
 from tools.metrics.objects import object_statistics  # noqa: E402
 
 
 def read_video_folders(root):
-    """uint8 (B, N, H, W, 3) from root/<video>/[frames/]<frame>.png; every video must have the same shape."""
-    root = Path(root)
-    folders = sorted(p for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
-    if not folders:
-        raise FileNotFoundError(f"--fake {root}: expected one folder of PNG frames per video")
-    videos = []
-    for folder in folders:
-        frames_dir = folder / "frames" if (folder / "frames").is_dir() else folder
-        paths = sorted(frames_dir.glob("*.png"))
-        if not paths:
-            raise ValueError(f"{frames_dir}: no PNG frames")
-        videos.append(np.stack([np.asarray(Image.open(p).convert("RGB")) for p in paths]))
+    """uint8 (B, N, H, W, 3): every video of a set (tools/metrics/clips.py layouts); all must have one shape."""
+    videos = [video.read_frames(range(video.num_frames)) for video in list_videos(root)]
     shapes = {video.shape for video in videos}
     if len(shapes) > 1:
         raise ValueError(f"{root}: videos differ in shape {sorted(shapes)}")
@@ -49,7 +39,7 @@ def real_videos(num_videos, num_frames, image_size, frame_interval, seed=0):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--fake", required=True, help="generated videos: <dir>/<video>/[frames/]<frame>.png")
+    parser.add_argument("--fake", required=True, help="generated videos: <dir>/<video>/<frame>.png")
     parser.add_argument("--frame_interval", type=int, default=2, help="of the real clips (the demo's: 2)")
     parser.add_argument("--threshold", type=float, default=0.25, help="foreground: colour distance to background")
     parser.add_argument("--out", default=None, help="write both sets' statistics as JSON here")
