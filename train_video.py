@@ -30,7 +30,7 @@ from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from configs import MIXED_PRECISION, autocast_dtype, merge_config
-from diffusion import create_diffusion, sample_frame_timesteps
+from diffusion import TIMESTEP_DISTRIBUTIONS, create_diffusion, sample_frame_timesteps
 from models import create_model
 from models.checkpoint import load_pretrained
 from models.vae import decode_latents, encode_video, load_vae
@@ -70,6 +70,9 @@ class TrainConfig:
     noise_schedule: str = "linear"  # beta schedule (linear 1e-4 -> 0.02)
     ptss_p: float = 0.2  # PTSS: probability that a clip gets independent per-frame timesteps (paper: 0.2)
     ptss_granularity: str = "sample"  # "sample": one coin per clip (paper); "batch": one per batch (released code)
+    timestep_distribution: str = "uniform"  # of each drawn timestep: "uniform" (paper) | "logit_normal" (mid-noise)
+    timestep_logit_mean: float = 0.0  # logit_normal: t / diffusion_steps = sigmoid(mean + std * N(0, 1)) ...
+    timestep_logit_std: float = 1.0  # ... (SD3: mean 0, std 1)
     min_snr_gamma: Optional[float] = None  # Min-SNR-gamma loss weighting per frame (Hang et al.: 5); null: plain MSE
     # --- optimisation ---
     learning_rate: float = 1e-4  # AdamW learning rate (peak, after warmup)
@@ -119,6 +122,9 @@ def validate_config(cfg):
     require(cfg.mixed_precision in MIXED_PRECISION, "mixed_precision", f"choose one of {list(MIXED_PRECISION)}")
     require(0.0 <= cfg.ptss_p <= 1.0, "ptss_p", "must lie in [0, 1]")
     require(cfg.ptss_granularity in ("sample", "batch"), "ptss_granularity", "choose 'sample' or 'batch'")
+    require(cfg.timestep_distribution in TIMESTEP_DISTRIBUTIONS, "timestep_distribution",
+            f"choose one of {list(TIMESTEP_DISTRIBUTIONS)}")
+    require(cfg.timestep_logit_std > 0, "timestep_logit_std", "must be > 0")
     require(cfg.min_snr_gamma is None or cfg.min_snr_gamma > 0, "min_snr_gamma", "must be > 0 (or null: off)")
     require(0.0 <= cfg.ema_decay <= 1.0, "ema_decay", "must lie in [0, 1]")
     require(cfg.learning_rate > 0, "learning_rate", "must be > 0")
@@ -583,7 +589,8 @@ def main(cfg):
                 model_kwargs = {"y": batch["label"].to(device)} if cfg.num_classes > 0 else {}
                 frame_timesteps = sample_frame_timesteps(  # (B, N): PTSS
                     x.shape[0], x.shape[1], cfg.ptss_p, num_timesteps=diffusion.num_timesteps, device=device,
-                    granularity=cfg.ptss_granularity,
+                    granularity=cfg.ptss_granularity, distribution=cfg.timestep_distribution,
+                    logit_mean=cfg.timestep_logit_mean, logit_std=cfg.timestep_logit_std,
                 )
                 micro_step += 1
                 sync = micro_step % accum == 0

@@ -1,9 +1,10 @@
 """Gaussian diffusion with per-frame timesteps; `create_diffusion` has DiT's signature and defaults."""
 from . import gaussian_diffusion as gd
 from .respace import SpacedDiffusion, space_timesteps
-from .timestep_sampler import sample_frame_timesteps
+from .timestep_sampler import TIMESTEP_DISTRIBUTIONS, draw_timesteps, sample_frame_timesteps
 
-__all__ = ["create_diffusion", "sample_frame_timesteps", "SpacedDiffusion", "space_timesteps"]
+__all__ = ["create_diffusion", "draw_timesteps", "sample_frame_timesteps", "SpacedDiffusion", "space_timesteps",
+           "TIMESTEP_DISTRIBUTIONS"]
 
 
 def create_diffusion(

@@ -5,8 +5,9 @@ import numpy as np
 import pytest
 import torch
 from diffusers import DDIMScheduler, DDPMScheduler
+from scipy.stats import norm
 
-from diffusion import create_diffusion, sample_frame_timesteps
+from diffusion import create_diffusion, draw_timesteps, sample_frame_timesteps
 
 SHAPE = (2, 4, 3, 8, 8)  # (B, N, C, H, W)
 
@@ -252,7 +253,6 @@ def test_min_snr_weights_each_frame_by_its_own_timestep(predict_xstart):
 
 def test_frames_at_t0_use_decoder_nll():
     """Frames at t = 0 take the discretized-Gaussian NLL (checked against scipy's exact normal CDF)."""
-    from scipy.stats import norm
 
     diffusion = create_diffusion("")
     model = ToyModel(learn_sigma=True)
@@ -272,11 +272,12 @@ def test_frames_at_t0_use_decoder_nll():
     assert nll_frame0 == pytest.approx(expected, rel=2e-2)
 
 
+@pytest.mark.parametrize("distribution", ["uniform", "logit_normal"])
 @pytest.mark.parametrize("p", [0.0, 0.2, 0.5, 1.0])
-def test_ptss_share_of_shared_timesteps(p):
+def test_ptss_share_of_shared_timesteps(p, distribution):
     generator = torch.Generator().manual_seed(0)
     n = 10_000
-    t = sample_frame_timesteps(n, 16, p, generator=generator)
+    t = sample_frame_timesteps(n, 16, p, generator=generator, distribution=distribution)
     assert t.shape == (n, 16) and t.dtype == torch.int64 and t.min() >= 0 and t.max() < 1000
     shared = (t == t[:, :1]).all(dim=1).float().mean().item()
     # an independent draw of 16 frames is all-equal with probability 1000**-15: negligible
@@ -298,6 +299,22 @@ def test_ptss_independent_frames_are_uniform_and_batch_granularity():
     assert abs(share - 0.5) < 4 * math.sqrt(0.25 / 200)
     with pytest.raises(ValueError, match="ptss_p"):
         sample_frame_timesteps(2, 4, 1.5)
+
+
+@pytest.mark.parametrize("logit_mean, logit_std", [(0.0, 1.0), (-0.3, 1.0), (0.5, 0.6)])
+def test_logit_normal_timesteps_follow_their_closed_form_cdf(logit_mean, logit_std):
+    """P(t <= k) = Phi((logit((k + 1) / T) - mean) / std) for t = floor(T * sigmoid(mean + std * z))."""
+    n, num_timesteps = 200_000, 1000
+    t = draw_timesteps((n,), num_timesteps, "logit_normal", logit_mean, logit_std,
+                       generator=torch.Generator().manual_seed(3))
+    assert t.dtype == torch.int64 and t.min() >= 0 and t.max() < num_timesteps
+    for k in (49, 199, 399, 599, 799, 949):
+        q = (k + 1) / num_timesteps
+        expected = norm.cdf((math.log(q / (1 - q)) - logit_mean) / logit_std)
+        observed = (t <= k).double().mean().item()
+        assert abs(observed - expected) <= 4 * math.sqrt(expected * (1 - expected) / n) + 1e-9, k
+    with pytest.raises(ValueError, match="timestep distribution"):
+        draw_timesteps((2,), num_timesteps, "lognormal")
 
 
 def test_vtv_sample_loop_holds_conditioning_frames_exactly():

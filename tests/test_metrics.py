@@ -487,7 +487,7 @@ def test_calc_metrics_cli_writes_protocol_json(tmp_path, bikes, i3d):
 
 
 def test_object_statistics_count_whole_objects_fragments_and_specks(tmp_path):
-    from datasets.bouncing import BACKGROUND
+    from datasets.bouncing import BACKGROUND, BouncingShapes
     from tools.object_metrics import main as object_metrics_main
     from tools.object_metrics import read_video_folders, real_videos
     from tools.metrics.objects import object_statistics
@@ -507,6 +507,21 @@ def test_object_statistics_count_whole_objects_fragments_and_specks(tmp_path):
     assert stats["one_object"] == 0.75
     assert stats["largest_share"] == pytest.approx((1 + 16 / 20 + 16 / 17 + 1) / 4)
     assert object_statistics(np.full((1, 2, 8, 8, 3), grey, np.uint8), BACKGROUND)["one_object"] == 0.0
+
+    steady, jumpy = np.full((2, 1, 5, 16, 16, 3), grey, dtype=np.uint8)
+    for n, jump in enumerate((0, 3, 0, 3, 0)):
+        steady[0, n, 4:8, 2 + n:6 + n] = 255      # 1 px per frame to the right: speed 1, no acceleration
+        jumpy[0, n, 4 + jump:8 + jump, 6:10] = 255  # up and down by 3 px every frame
+    assert (object_statistics(steady, BACKGROUND)["speed"], object_statistics(steady, BACKGROUND)["acceleration"]) \
+        == (1.0, 0.0)
+    assert (object_statistics(jumpy, BACKGROUND)["speed"], object_statistics(jumpy, BACKGROUND)["acceleration"]) \
+        == (3.0, 6.0)
+    vanishing = steady.copy()
+    vanishing[0, 2] = grey  # an empty frame: no centre to track
+    assert object_statistics(np.concatenate([jumpy, vanishing]), BACKGROUND)["none_empty_share"] == 0.5
+    dataset = BouncingShapes(num_frames=4, frame_interval=2, image_size=16, split="test", length=6)
+    flight = [np.linalg.norm(obj.velocity) * 2 for obj in (dataset.scene(i).objects[0] for i in range(6))]
+    assert object_statistics(real, BACKGROUND)["speed"] == pytest.approx(np.median(flight), rel=0.3)
 
     fake = tmp_path / "generated"
     for index, frames in enumerate(video[0:1].repeat(2, axis=0)):  # sample_ddp.py's layout: <video>/<frame>.png

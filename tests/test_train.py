@@ -68,7 +68,7 @@ def test_defaults_are_the_paper_settings():
     assert (cfg.learning_rate, cfg.weight_decay, cfg.ema_decay, cfg.ptss_p) == (1e-4, 0.0, 0.9999, 0.2)
     assert (cfg.clip_max_norm, cfg.global_seed, cfg.diffusion_steps, cfg.noise_schedule) == (0.1, 3407, 1000, "linear")
     assert cfg.learn_sigma and cfg.num_frames == 16 and cfg.frame_interval == 3
-    assert (cfg.lr_schedule, cfg.min_snr_gamma) == ("constant", None)
+    assert (cfg.lr_schedule, cfg.min_snr_gamma, cfg.timestep_distribution) == ("constant", None, "uniform")
 
 
 def test_learning_rate_warmup_then_cosine():
@@ -85,6 +85,10 @@ def test_learning_rate_warmup_then_cosine():
         load_config(None, ["lr_schedule=linear"])
     with pytest.raises(ValueError, match="min_snr_gamma"):
         load_config(None, ["min_snr_gamma=0"])
+    with pytest.raises(ValueError, match="timestep_distribution"):
+        load_config(None, ["timestep_distribution=lognormal"])
+    with pytest.raises(ValueError, match="timestep_logit_std"):
+        load_config(None, ["timestep_distribution=logit_normal", "timestep_logit_std=0"])
 
 
 @pytest.mark.parametrize("dataset, model, num_classes, batch, start_clip", [
@@ -142,7 +146,9 @@ def test_sampler_shards_and_resumes_mid_epoch():
 
 
 def test_kill_and_resume_equals_uninterrupted_run(tmp_path):
-    common = ["max_train_steps=10", "ckpt_every=3", "keep_last_checkpoints=2", "ema_decay=0.9"]
+    # The demo's logit-normal timesteps: their draws come from the saved RNG state too.
+    common = ["max_train_steps=10", "ckpt_every=3", "keep_last_checkpoints=2", "ema_decay=0.9",
+              "timestep_distribution=logit_normal", "timestep_logit_mean=-0.3"]
     # Only the uninterrupted run writes (ancestral-sampling) previews: they must not touch the training RNG.
     preview = ["preview_every=4", "preview_sampling=3", "preview_num_samples=1"]
     run_trainer([*common, *preview, "experiment_name=straight"], tmp_path)
@@ -237,7 +243,7 @@ def test_pretrained_from_released_latte_layout(tmp_path):
             k = 2 * int(parts[1]) + (parts[0] == "temporal_blocks")
             key = ".".join(["blocks", str(k), *parts[2:]])
         latte_state["module." + key] = value
-    assert any(k.startswith("module.blocks.3.") for k in latte_state)  # T: 4 blocks, the last one temporal
+    assert any(k.startswith("module.blocks.3.") for k in latte_state)  # T: 6 blocks, odd ones temporal
     path = tmp_path / "latte_release.pt"
     torch.save({"ema": latte_state}, path)
 

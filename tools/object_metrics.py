@@ -56,7 +56,8 @@ def main(argv=None):
     for name in ("generated", "real"):
         stats = results[name]
         print(f"{name:>9}: {stats['one_object']:6.1%} of frames show one object, largest part "
-              f"{stats['largest_share']:6.1%} of the foreground, area varies {stats['area_cv']:5.1%} "
+              f"{stats['largest_share']:6.1%} of the foreground, area varies {stats['area_cv']:5.1%}, "
+              f"moves {stats['speed']:.2f} px/frame (acceleration {stats['acceleration']:.2f} px) "
               f"({stats['num_videos']} videos x {stats['num_frames']} frames)")
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)

@@ -119,6 +119,7 @@ def train(p, budget, args):
         f"local_batch_size={budget.batch_size}", f"num_workers={budget.num_workers}", f"global_seed={args.seed}",
         f"results_dir={args.results_dir}", f"experiment_name=p{p:g}", "resume_from_checkpoint=auto",
         "preview_every=0", f"ckpt_every={max(1, budget.train_steps // 5)}",
+        "timestep_distribution=uniform",  # the paper's timesteps, not the demo's mid-noise focus
     ]
     cfg = train_video.load_config(BASE_CONFIG, overrides)
     train_video.main(cfg)
