@@ -130,7 +130,7 @@ def test_changing_one_frames_timestep_changes_only_its_modulation():
         model(x, t_changed)
     for hook in hooks:
         hook.remove()
-    assert len(before) == len(modulations) == len(hooks) == 5  # 2 spatial + 2 temporal blocks + final layer
+    assert len(before) == len(modulations) == len(hooks) == 7  # 3 spatial + 3 temporal blocks + final layer
     for old, new in zip(before, modulations):
         assert old.shape[:2] == (1, 4)  # computed once per frame: (B, N, k*D), never per token
         changed = (old - new).abs().amax(dim=-1)[0]
