@@ -56,7 +56,7 @@ class SampleConfig:
     mixed_precision: str = "no"  # "no" | "bf16" | "fp16" | "auto" (bf16 where native): autocast around the model
     # --- VTV preset ---
     preset: str = "standard"  # standard | i2v | interpolation | transition | next_frame | progressive | custom |
-    #                            long | diagonal  (definitions: diffusion/vtv.py)
+    #                            long | diagonal  (definitions: diffusion/vtv.py) | all: each in turn, one model load
     cond_noise_level: int = 0  # > 0: the model sees conditioning frames noised to this level (stabilization);
     #                            the output keeps them exactly clean
     # --- preset inputs (images/videos are read, resized, center-cropped and encoded like training data;
@@ -121,7 +121,7 @@ def validate_config(cfg):
         if not ok:
             raise ValueError(f"config key {key!r} = {cfg[key]!r}: {why}")
 
-    require(cfg.preset in vtv.PRESETS, "preset", f"unknown preset; choose one of {list(vtv.PRESETS)}")
+    require(cfg.preset in (*vtv.PRESETS, "all"), "preset", f"unknown preset; choose one of {[*vtv.PRESETS, 'all']}")
     require(cfg.sample_method in ("ddim", "ddpm"), "sample_method", "choose 'ddim' or 'ddpm'")
     require(cfg.mixed_precision in MIXED_PRECISION, "mixed_precision", f"choose one of {list(MIXED_PRECISION)}")
     require(cfg.weights in ("ema", "model"), "weights", "choose 'ema' or 'model'")
@@ -478,6 +478,13 @@ def main(argv=None):
     device = default_device(cfg.device)
     model, vae, settings = load_model_for_sampling(cfg, device)
     diffusion = create_sampling_diffusion(cfg, settings)
+    for preset in vtv.PRESETS if cfg.preset == "all" else (cfg.preset,):
+        cfg.preset = preset
+        sample_preset(cfg, model, vae, settings, diffusion, device)
+
+
+def sample_preset(cfg, model, vae, settings, diffusion, device):
+    """cfg.num_samples videos of cfg.preset, written to <save_dir>/<preset>/<video>/."""
     inputs = load_preset_inputs(cfg, settings, vae, device)
     length = output_length(cfg, settings["num_frames"])
     save_root = Path(cfg.save_dir) / cfg.preset

@@ -48,6 +48,8 @@ class EvalConfig(SampleConfig):
 def load_eval_config(config_path=None, overrides=()):
     cfg = merge_config(EvalConfig, config_path, overrides)
     validate_config(cfg)
+    if cfg.preset == "all":
+        raise ValueError("config key 'preset' = 'all': an evaluation set holds one preset; name it")
     return cfg
 
 

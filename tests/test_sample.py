@@ -90,6 +90,22 @@ def test_every_preset_writes_every_output(tmp_path, preset):
         assert Image.open(folder / "schedule.png").size[0] > 100
 
 
+def test_preset_all_writes_what_each_preset_writes_alone(tmp_path, checkpoint):
+    options = ["context_frames=3", "frames_a=2", "frames_b=2", "num_sampling_steps=8"]  # 8: diagonal's minimum
+    run_cli(tmp_path / "all", "preset=all", *options, ckpt=checkpoint)
+    assert sorted(p.name for p in (tmp_path / "all").iterdir()) == sorted(vtv.PRESETS)
+    for preset in ("standard", "long", "i2v"):
+        run_cli(tmp_path / "alone", f"preset={preset}", *options, ckpt=checkpoint)
+        for video in ("0000", "0001"):
+            frames = sorted((tmp_path / "all" / preset / video / "frames").iterdir())
+            assert len(frames) == LENGTHS.get(preset, 8)
+            for frame in frames:
+                assert np.array_equal(read_png(frame), read_png(tmp_path / "alone" / preset / video / "frames" /
+                                                               frame.name)), (preset, video, frame.name)
+    with pytest.raises(ValueError, match="preset"):
+        sample_ddp.load_eval_config(None, ["preset=all"])
+
+
 def test_script_runs_as_a_command(tmp_path):
     config = tmp_path / "tiny.yaml"
     OmegaConf.save(OmegaConf.create({k: v for k, v in MODEL_CONFIG.items() if k != "vae"}), config)
@@ -319,6 +335,6 @@ def test_sample_ddp_splits_videos_across_torchrun_ranks(tmp_path, checkpoint):
 def test_shipped_sample_configs_load(config):
     cfg = sample.load_config(config, ["preset=long"])
     assert cfg.cfg_scale == (7.0 if config.parent.name == "ucf101" else 1.0)
-    if config.parent.name != "demo":  # the paper's sampler; the CPU demo samples with DDPM-100
+    if config.parent.name != "demo":  # the paper's sampler; the CPU demo samples with DDPM-50
         assert cfg.sample_method == "ddim" and cfg.eta == 0.0 and cfg.num_sampling_steps == 50
     assert (REPO / "sample" / f"{config.parent.name}_sample.sh").is_file()

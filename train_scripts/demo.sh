@@ -22,10 +22,7 @@ echo "== 1/2 train (log: $RUN_DIR/log.txt, curves: $RUN_DIR/metrics.jsonl, previ
 python train_video.py --config configs/demo/demo_train.yaml "$@"
 
 echo "== 2/2 sample every VTV preset into $SAMPLES/<preset>/"
-for preset in standard i2v interpolation long transition next_frame progressive diagonal custom; do
-    echo "-- $preset"
-    python sample/sample.py --config configs/demo/demo_sample.yaml preset=$preset
-done
+python sample/sample.py --config configs/demo/demo_sample.yaml preset=all
 
 echo "samples: $SAMPLES/<preset>/<video>/ (video.mp4, video.gif, contact_sheet.png, schedule.png, frames/)"
 
