@@ -253,7 +253,6 @@ def test_min_snr_weights_each_frame_by_its_own_timestep(predict_xstart):
 
 def test_frames_at_t0_use_decoder_nll():
     """Frames at t = 0 take the discretized-Gaussian NLL (checked against scipy's exact normal CDF)."""
-
     diffusion = create_diffusion("")
     model = ToyModel(learn_sigma=True)
     x0 = (torch.randint(0, 256, (1, 2, 3, 8, 8)).float() / 127.5 - 1)
