@@ -512,10 +512,9 @@ def test_object_statistics_count_whole_objects_fragments_and_specks(tmp_path):
     for n, jump in enumerate((0, 3, 0, 3, 0)):
         steady[0, n, 4:8, 2 + n:6 + n] = 255      # 1 px per frame to the right: speed 1, no acceleration
         jumpy[0, n, 4 + jump:8 + jump, 6:10] = 255  # up and down by 3 px every frame
-    assert (object_statistics(steady, BACKGROUND)["speed"], object_statistics(steady, BACKGROUND)["acceleration"]) \
-        == (1.0, 0.0)
-    assert (object_statistics(jumpy, BACKGROUND)["speed"], object_statistics(jumpy, BACKGROUND)["acceleration"]) \
-        == (3.0, 6.0)
+    for clip, expected in ((steady, (1.0, 0.0)), (jumpy, (3.0, 6.0))):
+        motion = object_statistics(clip, BACKGROUND)
+        assert (motion["speed"], motion["acceleration"]) == expected
     vanishing = steady.copy()
     vanishing[0, 2] = grey  # an empty frame: no centre to track
     assert object_statistics(np.concatenate([jumpy, vanishing]), BACKGROUND)["none_empty_share"] == 0.5
