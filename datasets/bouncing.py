@@ -96,6 +96,12 @@ def _signed_distance(shape, dy, dx, extent):
     raise ValueError(f"unknown shape {shape!r}; choose one of {SHAPES}")
 
 
+def shape_coverage(shape, dy, dx, extent):
+    """Share of each pixel the shape covers (anti-aliased over one pixel): what render_scene draws, and what
+    tools/metrics/objects.py fits to a generated object to recognise its shape."""
+    return np.clip(0.5 - _signed_distance(shape, dy, dx, extent), 0.0, 1.0)
+
+
 def render_scene(scene, times):
     """float32 (T, 3, H, W) in [-1, 1]: the scene at the given times, with anti-aliased edges."""
     pixel_centres = np.arange(scene.image_size, dtype=np.float32) + 0.5
@@ -104,8 +110,7 @@ def render_scene(scene, times):
         centers = object_centers(obj, times, scene.image_size).astype(np.float32)  # (T, 2)
         dy = pixel_centres[None, :, None] - centers[:, 0, None, None]  # (T, H, 1)
         dx = pixel_centres[None, None, :] - centers[:, 1, None, None]  # (T, 1, W)
-        coverage = np.clip(0.5 - _signed_distance(obj.shape, dy, dx, obj.extent), 0.0, 1.0)  # (T, H, W)
-        coverage = coverage[..., None]
+        coverage = shape_coverage(obj.shape, dy, dx, obj.extent)[..., None]  # (T, H, W, 1)
         frames = frames * (1.0 - coverage) + coverage * obj.color
     # Scaled in numpy: a torch op on a clip this small can cost more in thread start-up than in work.
     return torch.from_numpy(np.ascontiguousarray((frames * 2.0 - 1.0).transpose(0, 3, 1, 2), dtype=np.float32))

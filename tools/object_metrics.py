@@ -1,10 +1,11 @@
-"""Object statistics of generated bouncing-shapes videos beside those of held-out real clips (seconds, no I3D).
+"""The object check of generated bouncing-shapes videos beside held-out real clips (seconds, no I3D).
 
     python tools/object_metrics.py --fake results/demo/objects/generated --frame_interval 2 --out objects.json
 
 --fake is a video set as sample/sample_ddp.py writes it (<dir>/<video>/<frame>.png) or as FVD reads it.
 The real clips are rendered from the bouncing data's test split at the generated frame size and length.
-Definitions: tools/metrics/objects.py.
+Definitions: tools/metrics/objects.py. The conditioned tasks, scored against the true trajectories:
+tools/object_tasks.py.
 """
 
 import argparse
@@ -16,7 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 
-from datasets.bouncing import BACKGROUND, BouncingShapes  # noqa: E402
+from datasets.bouncing import BouncingShapes  # noqa: E402
 from tools.dump_clips import to_uint8  # noqa: E402
 from tools.metrics.clips import list_videos  # noqa: E402
 from tools.metrics.objects import object_statistics  # noqa: E402
@@ -37,10 +38,22 @@ def real_videos(num_videos, num_frames, image_size, frame_interval, seed=0):
     return np.stack([to_uint8(dataset[i]["video"]) for i in range(num_videos)])
 
 
+def summary(stats):
+    """One line of the scores, the frame checks in brackets."""
+    return (f"{stats['shows_object']:6.1%} of frames show the object (one part {stats['one_part']:.0%}, "
+            f"area {stats['plausible_area']:.0%}, colour {stats['palette_colour']:.0%}, "
+            f"shape {stats['recognised_shape']:.0%}); videos keep it {stats['videos_keep_object']:.0%}, "
+            f"its colour {stats['videos_keep_colour']:.0%}, its shape {stats['videos_keep_shape']:.0%}, "
+            f"move plausibly {stats['videos_move_plausibly']:.0%}, all {stats['videos_all_checks']:.0%}; "
+            f"speed {stats['speed']:.2f} px/frame, off a bouncing track by {stats['track_residual']:.2f} px "
+            f"({stats['num_videos']} videos x {stats['num_frames']} frames)")
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--fake", required=True, help="generated videos: <dir>/<video>/<frame>.png")
-    parser.add_argument("--frame_interval", type=int, default=2, help="of the real clips (the demo's: 2)")
+    parser.add_argument("--frame_interval", type=int, default=2,
+                        help="generator time steps between frames, of the training and real clips (the demo's: 2)")
     parser.add_argument("--threshold", type=float, default=0.25, help="foreground: colour distance to background")
     parser.add_argument("--out", default=None, help="write both sets' statistics as JSON here")
     args = parser.parse_args(argv)
@@ -49,16 +62,12 @@ def main(argv=None):
     num_videos, num_frames, image_size = fake.shape[0], fake.shape[1], fake.shape[2]
     real = real_videos(num_videos, num_frames, image_size, args.frame_interval)
     results = {
-        "generated": object_statistics(fake, BACKGROUND, args.threshold),
-        "real": object_statistics(real, BACKGROUND, args.threshold),
+        "generated": object_statistics(fake, args.frame_interval, args.threshold),
+        "real": object_statistics(real, args.frame_interval, args.threshold),
         "fake_dir": str(args.fake), "threshold": args.threshold,
     }
     for name in ("generated", "real"):
-        stats = results[name]
-        print(f"{name:>9}: {stats['one_object']:6.1%} of frames show one object, largest part "
-              f"{stats['largest_share']:6.1%} of the foreground, area varies {stats['area_cv']:5.1%}, "
-              f"moves {stats['speed']:.2f} px/frame (acceleration {stats['acceleration']:.2f} px) "
-              f"({stats['num_videos']} videos x {stats['num_frames']} frames)")
+        print(f"{name:>9}: {summary(results[name])}")
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps(results, indent=2))

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The main job on the built-in data, on a CPU: set up, train the demo FVDM (configs/demo/demo_train.yaml)
-# and sample every VTV preset, then count whole objects in 32 standard samples against held-out clips (seconds).
+# and sample every VTV preset, then check the objects of 32 standard samples against held-out clips and score
+# interpolation, next-frame prediction and long video against the true trajectories of held-out clips (a minute).
 # FVD=1 also measures FVD against held-out clips (several more minutes: I3D).
 #   bash train_scripts/demo.sh [key=value ...]      # overrides go to the trainer, e.g. max_train_steps=200
 #   FVD=1 bash train_scripts/demo.sh
@@ -13,6 +14,7 @@ RUN_DIR=results/demo
 SAMPLES=samples/demo
 FVD_DIR=$RUN_DIR/fvd
 OBJECTS_DIR=$RUN_DIR/objects
+TASKS_DIR=$RUN_DIR/tasks
 NUM_FVD=${NUM_FVD:-64}   # videos per side; FVD on so few is biased upwards, so compare it with the real floor below
 config_value() {  # a key of the demo's training config
     python -c "from omegaconf import OmegaConf; print(OmegaConf.load('configs/demo/demo_train.yaml').$1)"
@@ -26,15 +28,18 @@ python sample/sample.py --config configs/demo/demo_sample.yaml preset=all
 
 echo "samples: $SAMPLES/<preset>/<video>/ (video.mp4, video.gif, contact_sheet.png, schedule.png, frames/)"
 
-echo "== object check: do 32 standard samples show one whole object per frame, as held-out clips do?"
+echo "== object check: do 32 standard samples show one object with the shape, colour and motion of held-out clips?"
 rm -rf "$OBJECTS_DIR"
 python sample/sample_ddp.py --config configs/demo/demo_sample.yaml num_samples=32 batch_size=32 seed=1000 \
     eval_dir="$OBJECTS_DIR/generated"
 python tools/object_metrics.py --fake "$OBJECTS_DIR/generated" --frame_interval "$(config_value frame_interval)" \
     --out "$OBJECTS_DIR/objects.json"
+echo "== conditioned tasks on 32 held-out clips, against their true trajectories (contact sheets: $TASKS_DIR/)"
+python tools/object_tasks.py --config configs/demo/demo_sample.yaml --num_videos 32 \
+    --frame_interval "$(config_value frame_interval)" --out_dir "$TASKS_DIR" progress=false
 if [ "${FVD:-0}" != 1 ]; then
-    echo "done. training run: $RUN_DIR (previews: preview/, object check: objects/objects.json)." \
-        "FVD=1 bash $0 adds the FVD of the samples."
+    echo "done. training run: $RUN_DIR (previews: preview/, object check: objects/objects.json," \
+        "tasks: tasks/tasks.json). FVD=1 bash $0 adds the FVD of the samples."
     exit 0
 fi
 

@@ -1,0 +1,180 @@
+"""The bouncing demo's object check (tools/metrics/objects.py): real clips pass it, everything else fails it."""
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+from scipy import ndimage
+
+from datasets.bouncing import BACKGROUND, PALETTE, SHAPE_EXTENT, SHAPES, BouncingShapes, object_centers, render_scene
+from sample.outputs import video_to_uint8
+from tools.metrics.objects import fit_bouncing_axis, object_statistics, read_frame, scene_truth, task_scores
+from tools.object_metrics import main as object_metrics_main
+from tools.object_metrics import read_video_folders, real_videos
+
+GREY = round(float(BACKGROUND) * 255)
+VIDEO_SCORES = ("videos_keep_object", "videos_keep_colour", "videos_keep_shape", "videos_move_plausibly",
+                "videos_all_checks")
+
+
+def held_out(count, num_frames=8, image_size=16, frame_interval=2):
+    dataset = BouncingShapes(num_frames=num_frames, frame_interval=frame_interval, image_size=image_size,
+                             split="test", length=count)
+    return dataset, [dataset.scene(index) for index in range(count)]
+
+
+def render(scene, times):
+    return video_to_uint8(render_scene(scene, times))  # (N, H, W, 3)
+
+
+@pytest.mark.parametrize("image_size, frame_interval", [(16, 2), (32, 3)])
+def test_real_clips_pass_every_check_and_are_read_exactly(image_size, frame_interval):
+    real = real_videos(24, 8, image_size, frame_interval)
+    stats = object_statistics(real, frame_interval)
+    for check in ("shows_object", "one_part", "plausible_area", "palette_colour", "recognised_shape", *VIDEO_SCORES):
+        assert stats[check] == 1.0, check
+    assert stats["track_residual"] < 0.1
+    _, scenes = held_out(24, image_size=image_size, frame_interval=frame_interval)
+    for video, scene in zip(real, scenes):
+        centres, colour, shape = scene_truth(scene, frame_interval * np.arange(8))
+        readings = [read_frame(frame) for frame in video]
+        assert all(r.colour == colour and r.shape == shape for r in readings)
+        assert np.abs(np.stack([r.centre for r in readings]) - centres).max() < 0.1  # pixels
+
+
+def two_object_videos(count):
+    """Two whole objects of real sizes per frame, in opposite corners, apart (two foreground parts)."""
+    _, scenes = held_out(200)
+    videos = []
+    for first, second in zip(scenes[::2], scenes[1::2]):
+        objects = tuple(dataclasses.replace(obj, position=np.full(2, where), velocity=np.zeros(2))
+                        for obj, where in ((first.objects[0], first.objects[0].extent),
+                                           (second.objects[0], 16 - second.objects[0].extent)))
+        video = render(dataclasses.replace(first, objects=objects), np.arange(8))
+        if ndimage.label(np.abs(video[0] / 255 - BACKGROUND).max(-1) > 0.25, structure=np.ones((3, 3)))[1] == 2:
+            videos.append(video)
+    assert len(videos) >= count
+    return np.stack(videos[:count])
+
+
+def test_noise_blank_saturated_and_two_object_frames_score_near_zero():
+    rng = np.random.default_rng(0)
+    shape = (16, 8, 16, 16, 3)
+    real = real_videos(16, 8, 16, 2)
+    bad = {
+        "uniform noise": rng.integers(0, 256, shape, dtype=np.uint8),
+        "noise around the background": np.clip(GREY + rng.normal(0, 60, shape), 0, 255).astype(np.uint8),
+        "saturated noise": (rng.random(shape) < 0.5).astype(np.uint8) * 255,
+        "blank": np.full(shape, GREY, np.uint8),
+        "white": np.full(shape, 255, np.uint8),
+        "two objects": two_object_videos(16),
+        "real object in a colour off the palette": np.where(real > GREY + 20, 255 - real // 2, real).astype(np.uint8),
+    }
+    for name, videos in bad.items():
+        stats = object_statistics(videos, frame_interval=2)
+        assert stats["shows_object"] <= 0.05, name
+        assert stats["videos_keep_object"] == 0.0, name
+    assert object_statistics(bad["two objects"], frame_interval=2)["one_part"] == 0.0
+
+
+def test_a_random_init_model_scores_near_zero():
+    from sample.sample import create_sampling_diffusion, load_config, load_model_for_sampling, run_preset
+
+    cfg = load_config(None, ["model=Latte-T/4", "image_size=16", "num_frames=8", "num_classes=0", "learn_sigma=true",
+                             "sample_method=ddpm", "num_sampling_steps=10", "progress=false"])
+    model, _, settings = load_model_for_sampling(cfg)
+    _, chunks = run_preset(model, create_sampling_diffusion(cfg, settings), cfg, batch_size=8)
+    videos = np.stack([video_to_uint8(video) for video in next(chunks)])
+    stats = object_statistics(videos, frame_interval=2)
+    assert stats["shows_object"] <= 0.05 and stats["videos_keep_object"] == 0.0
+
+
+def test_video_checks_catch_colour_shape_and_motion_changes():
+    _, scenes = held_out(8)
+    times = 2 * np.arange(8)
+    real = np.stack([render(scene, times) for scene in scenes])
+    assert all(object_statistics(real, 2)[score] == 1.0 for score in VIDEO_SCORES)
+
+    def spliced(change):
+        """Frames 4-7 from the same scene with one property changed."""
+        videos = []
+        for scene in scenes:
+            obj = scene.objects[0]
+            changed = dataclasses.replace(scene, objects=(dataclasses.replace(obj, **change(obj)),))
+            videos.append(np.concatenate([render(scene, times[:4]), render(changed, times[4:])]))
+        return np.stack(videos)
+
+    recoloured = spliced(lambda obj: {"color": PALETTE[(np.abs(PALETTE - obj.color).sum(1).argmin() + 1) % 8]})
+    stats = object_statistics(recoloured, 2)
+    assert stats["videos_keep_object"] == 1.0 and stats["videos_keep_colour"] == 0.0
+    assert stats["videos_keep_shape"] == 1.0 and stats["videos_all_checks"] == 0.0
+    def next_shape(obj):
+        shape = SHAPES[(SHAPES.index(obj.shape) + 1) % 3]
+        return {"shape": shape, "extent": obj.extent / SHAPE_EXTENT[obj.shape] * SHAPE_EXTENT[shape]}  # same size
+
+    reshaped = spliced(next_shape)
+    stats = object_statistics(reshaped, 2)
+    assert stats["videos_keep_colour"] == 1.0 and stats["videos_keep_shape"] == 0.0
+    assert object_statistics(real[:, ::-1].copy(), 2)["videos_move_plausibly"] == 1.0  # played backwards: still real
+    rng = np.random.default_rng(0)
+    assert object_statistics(real[:, rng.permutation(8)], 2)["videos_move_plausibly"] == 0.0  # shuffled in time
+    assert object_statistics(np.repeat(real[:, :1], 8, axis=1), 2)["videos_move_plausibly"] == 0.0  # frozen
+    assert object_statistics(real, frame_interval=6)["videos_move_plausibly"] == 0.0  # a third of the real speed
+
+
+def test_bouncing_fit_recovers_the_generators_velocity():
+    _, scenes = held_out(12)
+    for scene in scenes:
+        obj = scene.objects[0]
+        centres = object_centers(obj, 2 * np.arange(8), 16)  # (8, 2), bounces included
+        for axis in range(2):
+            residual, velocity = fit_bouncing_axis(centres[:, axis], obj.extent, 16 - obj.extent, max_speed=2.0)
+            assert residual < 0.05
+            assert velocity == pytest.approx(2 * obj.velocity[axis], abs=0.02)
+
+
+def test_task_scores_measure_against_the_true_trajectory():
+    _, scenes = held_out(8)
+    times = 2 * np.arange(8)
+    truth = np.stack([render(scene, times) for scene in scenes])
+    given = np.zeros(8, dtype=bool)
+    given[:4] = True
+    perfect = task_scores(truth, scenes, times, given)
+    assert perfect["shows_object"] == perfect["colour_match"] == perfect["shape_match"] == 1.0
+    assert perfect["centre_error"] < 0.05 and perfect["generated_frames"] == 4
+    # Copying the last given frame, read back from pixels, must score what the closed form says copying scores.
+    copied = task_scores(np.repeat(truth[:, 3:4], 8, axis=1), scenes, times, given)
+    assert copied["centre_error"] == pytest.approx(copied["copy_centre_error"], abs=0.05)
+    expected = np.mean([np.linalg.norm(scene_truth(s, times)[0][4:] - scene_truth(s, times)[0][3], axis=1)
+                        for s in scenes])
+    assert copied["copy_centre_error"] == pytest.approx(expected)
+    blank = task_scores(np.full_like(truth, GREY), scenes, times, given)
+    assert blank["shows_object"] == blank["has_foreground"] == 0.0 and np.isnan(blank["centre_error"])
+
+
+def test_object_metrics_cli_scores_a_folder_beside_real_clips(tmp_path):
+    fake = tmp_path / "generated"
+    videos = np.concatenate([real_videos(2, 4, 16, 2), np.full((2, 4, 16, 16, 3), GREY, np.uint8)])
+    for index, frames in enumerate(videos):  # sample_ddp.py's layout: <video>/<frame>.png
+        (fake / f"{index:05d}").mkdir(parents=True)
+        for number, frame in enumerate(frames):
+            Image.fromarray(frame).save(fake / f"{index:05d}" / f"{number:04d}.png")
+    assert read_video_folders(fake).shape == (4, 4, 16, 16, 3)
+    object_metrics_main(["--fake", str(fake), "--out", str(tmp_path / "objects.json")])
+    results = json.loads((tmp_path / "objects.json").read_text())
+    assert results["generated"]["shows_object"] == 0.5 and results["generated"]["videos_keep_object"] == 0.5
+    assert results["real"]["shows_object"] == 1.0
+
+
+def test_object_tasks_cli_runs_every_task_of_a_random_init_model(tmp_path):
+    from tools.object_tasks import main as object_tasks_main
+
+    object_tasks_main(["--num_videos", "2", "--batch_size", "2", "--length", "12", "--out_dir", str(tmp_path),
+                       "ckpt=null", "model=Latte-T/4", "image_size=16", "num_frames=8", "num_classes=0",
+                       "learn_sigma=true", "num_sampling_steps=3", "progress=false"])
+    tasks = json.loads((tmp_path / "tasks.json").read_text())["tasks"]
+    assert tasks["interpolation"]["given_frames"] == [0, 7] and tasks["long"]["generated_frames"] == 8
+    for task in ("interpolation", "next_frame", "long"):
+        assert tasks[task]["shows_object"] == 0.0 and tasks[task]["copy_centre_error"] > 0
+        assert Image.open(tmp_path / f"{task}.png").size[0] > 0
