@@ -34,7 +34,10 @@ DATASETS = {"bouncing": _build_bouncing, **{name: _video_builder(name) for name 
 
 def build_dataset(name, data_path=None, num_frames=16, frame_interval=3, image_size=256, random_flip=False, seed=0,
                   split=None, split_file=None, class_index_file=None, length=None):
-    """A clip dataset by name. Items: {"video": float32 (N, 3, H, W) in [-1, 1], "label", "index", "num_skipped"}."""
+    """A clip dataset by name. Items: {"video": float32 (N, 3, H, W) in [-1, 1], "label", "index", "skipped"}.
+
+    "skipped": a "path: reason" line per video the item passed over ("" when none; `skipped_files` reads it).
+    """
     if name not in DATASETS:
         raise ValueError(f"unknown dataset {name!r}; valid names: {sorted(DATASETS)}")
     return DATASETS[name](

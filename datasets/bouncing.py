@@ -160,4 +160,4 @@ class BouncingShapes(Dataset):
             flip_rng = np.random.default_rng([self.seed, SPLIT_STREAMS[self.split], index, self.epoch])
             if flip_rng.random() < 0.5:
                 video = video.flip(-1)
-        return {"video": video, "label": torch.tensor(0, dtype=torch.int64), "index": index, "num_skipped": 0}
+        return {"video": video, "label": torch.tensor(0, dtype=torch.int64), "index": index, "skipped": ""}

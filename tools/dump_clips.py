@@ -18,6 +18,7 @@ from torch.utils.data import DataLoader, Subset
 from tqdm import tqdm
 
 from datasets import DATASETS, build_dataset
+from datasets.video_datasets import skipped_files
 
 
 def to_uint8(video):
@@ -27,7 +28,7 @@ def to_uint8(video):
 
 
 def dump_clips(dataset, num_clips, out_dir, seed=0, num_workers=0):
-    """Save num_clips clips drawn without replacement (seeded) from dataset; returns how many sources were skipped."""
+    """Save num_clips clips drawn without replacement (seeded) from dataset; returns {path: reason} of the videos skipped."""
     if num_clips > len(dataset):
         raise ValueError(f"asked for {num_clips} clips but the dataset has {len(dataset)} items")
     out_dir = Path(out_dir)
@@ -35,14 +36,14 @@ def dump_clips(dataset, num_clips, out_dir, seed=0, num_workers=0):
         raise FileExistsError(f"output folder {out_dir} is not empty")
     indices = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(seed))[:num_clips].tolist()
     loader = DataLoader(Subset(dataset, indices), batch_size=None, num_workers=num_workers)  # items, unbatched
-    num_skipped = 0
+    skipped = {}
     for clip_number, item in enumerate(tqdm(loader, desc=f"writing clips to {out_dir}", unit="clip")):
         clip_dir = out_dir / f"{clip_number:05d}"
         clip_dir.mkdir(parents=True)
         for frame_number, frame in enumerate(to_uint8(item["video"])):
             Image.fromarray(frame).save(clip_dir / f"{frame_number:04d}.png")
-        num_skipped += int(item["num_skipped"])
-    return num_skipped
+        skipped.update(skipped_files(item))
+    return skipped
 
 
 def main(args):
@@ -55,10 +56,12 @@ def main(args):
     if args.num_clips > len(dataset):
         # More clips than videos: visit each video several times, each time from its own random start.
         dataset = build_dataset(args.dataset, length=args.num_clips, **dataset_kwargs)
-    num_skipped = dump_clips(dataset, args.num_clips, args.out, seed=args.seed, num_workers=args.num_workers)
+    skipped = dump_clips(dataset, args.num_clips, args.out, seed=args.seed, num_workers=args.num_workers)
     print(f"wrote {args.num_clips} clips of {args.num_frames} frames to {args.out}")
-    if num_skipped:
-        print(f"skipped {num_skipped} unreadable or too-short videos on the way (see the warnings above)")
+    for path, reason in skipped.items():
+        print(f"skipped {path}: {reason}")
+    if skipped:
+        print(f"skipped {len(skipped)} unreadable or too-short video(s); their clips came from other videos")
 
 
 if __name__ == "__main__":

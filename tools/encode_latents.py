@@ -18,6 +18,7 @@ from torch.utils.data import DataLoader  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 from datasets import build_dataset  # noqa: E402
+from datasets.video_datasets import skipped_files  # noqa: E402
 from datasets.latent_cache import LatentCacheWriter  # noqa: E402
 from models.vae import LATENT_SCALE, encode_video, load_vae  # noqa: E402
 from train_video import load_config  # noqa: E402
@@ -25,7 +26,7 @@ from train_video import load_config  # noqa: E402
 
 def encode_dataset(cfg, out_dir, clips_per_video=1, flip=False, batch_size=8, num_workers=4, dtype="float16",
                    device=None):
-    """Fill (or finish) the cache at out_dir; returns the number of videos the dataset skipped as unreadable."""
+    """Fill (or finish) the cache at out_dir; returns {path: reason} of the videos the dataset skipped."""
     if cfg.vae is None:
         raise ValueError("config key 'vae' is null: a latent cache needs the local VAE path")
     if clips_per_video < 1:
@@ -48,7 +49,7 @@ def encode_dataset(cfg, out_dir, clips_per_video=1, flip=False, batch_size=8, nu
     }
     writer = LatentCacheWriter(out_dir, meta)
     vae = load_vae(cfg.vae, device=device)
-    num_skipped = 0
+    skipped = {}
     for clip in range(clips_per_video):
         pending = writer.pending(clip)
         if not pending:
@@ -61,8 +62,8 @@ def encode_dataset(cfg, out_dir, clips_per_video=1, flip=False, batch_size=8, nu
             orientations = [video, video.flip(-1)] if flip else [video]
             latents = torch.stack([encode_video(vae, v, chunk_size=cfg.vae_chunk_size) for v in orientations], 1)
             writer.write(batch["index"].numpy(), clip, latents, batch["label"])  # latents: (B, O, N, 4, h, w)
-            num_skipped += int(batch["num_skipped"].sum())
-    return num_skipped
+            skipped.update(skipped_files(batch))
+    return skipped
 
 
 def main(argv=None):
@@ -80,10 +81,13 @@ def main(argv=None):
     parser.add_argument("overrides", nargs="*", help="config key=value overrides, e.g. data_path=/data/sky")
     args = parser.parse_args(argv)
     cfg = load_config(args.config, args.overrides)
-    num_skipped = encode_dataset(cfg, args.out, args.clips_per_video, args.flip, args.batch_size,
+    skipped = encode_dataset(cfg, args.out, args.clips_per_video, args.flip, args.batch_size,
                                  args.num_workers, args.dtype, args.device)
-    if num_skipped:
-        print(f"warning: {num_skipped} unreadable video(s) were replaced by their neighbours", file=sys.stderr)
+    for path, reason in skipped.items():
+        print(f"warning: skipped {path}: {reason}", file=sys.stderr)
+    if skipped:
+        print(f"warning: {len(skipped)} unreadable or too-short video(s) were skipped; their clips came from other "
+              "videos", file=sys.stderr)
     print(f"done; train with: latent_cache_dir={args.out}")
 
 
