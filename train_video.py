@@ -29,10 +29,11 @@ from torch.utils.data import DataLoader, Sampler
 from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
-from configs import MIXED_PRECISION, autocast_dtype, merge_config
+from configs import MIXED_PRECISION, autocast_dtype, config_help, merge_config
+from datasets.video_datasets import skipped_files
 from diffusion import TIMESTEP_DISTRIBUTIONS, create_diffusion, sample_frame_timesteps
 from models import create_model
-from models.checkpoint import load_pretrained
+from models.checkpoint import load_pretrained, newest_valid_checkpoint, read_checkpoint
 from models.vae import decode_latents, encode_video, load_vae
 
 #################################################################################
@@ -96,7 +97,7 @@ class TrainConfig:
     ckpt_every: int = 10_000  # optimizer steps per checkpoint (one is also written at the last step)
     keep_last_checkpoints: int = 3  # older checkpoints are deleted
     export_ema_every_ckpt: bool = False  # also write the EMA weights as safetensors at each checkpoint
-    resume_from_checkpoint: Optional[str] = None  # "auto": newest valid checkpoint of this run (or fresh); or a path
+    resume_from_checkpoint: Optional[str] = None  # "auto" (this run's newest valid .pt, or fresh), a .pt or a folder
     preview_every: int = 0  # optimizer steps per preview (DDIM samples of the EMA model as GIF/PNG); 0: off
     preview_num_samples: int = 2  # clips per preview
     preview_sampling: str = "ddim25"  # preview sampler: "ddimK" = K DDIM steps (eta 0), "K" = K ancestral DDPM steps
@@ -257,31 +258,56 @@ def list_checkpoints(ckpt_dir, suffix=".pt"):
 
 
 def read_training_checkpoint(path):
-    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    """A train_video.py checkpoint, read with weights_only=True; an unreadable or foreign file raises, naming it."""
+    checkpoint = read_checkpoint(path)
     missing = [key for key in CHECKPOINT_KEYS if key not in checkpoint]
     if missing:
         raise KeyError(f"{path} is not a train_video.py checkpoint: missing keys {missing}")
     return checkpoint
 
 
-def find_resume_checkpoint(ckpt_dir, logger):
-    """Newest checkpoint that loads; truncated or corrupt files (a run killed mid-write elsewhere) are skipped."""
-    for path in list_checkpoints(ckpt_dir):
-        try:
-            read_training_checkpoint(path)
-            return path
-        except Exception as error:  # any unreadable file is skipped, with the reason
-            logger.warning(f"skipping unreadable checkpoint {path}: {type(error).__name__}: {error}")
-    return None
+def find_resume_checkpoint(folder, ckpt_dir, logger):
+    """(path, checkpoint) of the newest <step>.pt in `folder` that loads, or None; unreadable ones are skipped.
+
+    In this run's own ckpt_dir an unreadable file (cut short by a full disk, say) is renamed to <name>.corrupt,
+    and so is an unreadable EMA export above the newest good one: pruning ranks files by step, so a corrupt
+    file left in place would count as kept and push out every new good checkpoint.
+    """
+    own = folder.resolve() == ckpt_dir.resolve()
+
+    def skip(path, error):
+        note = ""
+        if own:
+            os.replace(path, path.with_name(path.name + ".corrupt"))
+            note = f"; moved it aside to {path.name}.corrupt"
+        logger.warning(f"skipping unreadable checkpoint {path}: {type(error).__name__}: {error}{note}")
+
+    found = newest_valid_checkpoint(folder, (".pt",), read=read_training_checkpoint, on_skip=skip)
+    if own:
+        newest_valid_checkpoint(ckpt_dir, ("-ema.safetensors",), on_skip=skip)
+    return found
 
 
 def atomic_write(path, write):
-    """write(tmp_path), then os.replace: a kill leaves either the old state or the complete new file."""
+    """write(tmp_path), fsync, os.replace, fsync the folder: a kill or power cut leaves the old file or the whole
+    new one. The file gets the mode a plain open() gives (0o666 less the umask), although safetensors makes 0o600."""
     tmp_path = path.with_name(path.name + ".tmp")
-    write(tmp_path)
-    with open(tmp_path, "rb") as handle:
-        os.fsync(handle.fileno())
-    os.replace(tmp_path, path)
+    try:
+        write(tmp_path)
+        umask = os.umask(0)  # reading the umask means setting it
+        os.umask(umask)
+        os.chmod(tmp_path, 0o666 & ~umask)
+        with open(tmp_path, "rb") as handle:
+            os.fsync(handle.fileno())
+        os.replace(tmp_path, path)
+    except BaseException:  # a write that failed (full disk) must not leave a large .tmp behind
+        tmp_path.unlink(missing_ok=True)
+        raise
+    folder = os.open(path.parent, os.O_RDONLY)  # the rename itself survives a power cut only once this is synced
+    try:
+        os.fsync(folder)
+    finally:
+        os.close(folder)
 
 
 def export_ema_safetensors(ema, config, step, path):
@@ -413,7 +439,7 @@ class MetricsLog:
 
         self.path = run_dir / "metrics.jsonl"
         if resume_step is None:
-            self.path.write_text("")
+            atomic_write(self.path, lambda tmp: tmp.write_text(""))
         elif self.path.exists():
             kept = []
             for line in self.path.read_text().splitlines():
@@ -423,7 +449,8 @@ class MetricsLog:
                     continue
                 if record.get("step", math.inf) <= resume_step:
                     kept.append(line)
-            self.path.write_text("".join(line + "\n" for line in kept))
+            # Atomic: a kill mid-rewrite must not lose the records up to the resumed step.
+            atomic_write(self.path, lambda tmp: tmp.write_text("".join(line + "\n" for line in kept)))
         purge_step = None if resume_step is None else resume_step + 1
         self.writer = SummaryWriter(str(run_dir / "tensorboard"), purge_step=purge_step)
 
@@ -463,19 +490,26 @@ def main(cfg):
         raise ValueError("mixed_precision=fp16 needs a GPU; use bf16 on CPU")
 
     # Decide what to resume from on rank 0, so every rank loads the same file.
-    resume_path = None
+    resume_path, checkpoint = None, None
+    given = cfg.resume_from_checkpoint
     if is_main:
-        if cfg.resume_from_checkpoint == "auto":
-            resume_path = find_resume_checkpoint(ckpt_dir, logger)
-        elif cfg.resume_from_checkpoint is not None:
-            resume_path = Path(cfg.resume_from_checkpoint)
+        if given == "auto" or (given is not None and Path(given).is_dir()):  # a folder: its newest valid .pt
+            folder = ckpt_dir if given == "auto" else Path(given)
+            found = find_resume_checkpoint(folder, ckpt_dir, logger)
+            if found is None and given != "auto":
+                raise FileNotFoundError(f"config key 'resume_from_checkpoint': folder {folder} holds no readable "
+                                        "<step>.pt checkpoint")
+            resume_path, checkpoint = found or (None, None)
+        elif given is not None:
+            resume_path = Path(given)
             if not resume_path.is_file():
-                raise FileNotFoundError(f"resume_from_checkpoint: no such file {resume_path}")
+                raise FileNotFoundError(f"config key 'resume_from_checkpoint': no such file or folder {resume_path}")
         elif list_checkpoints(ckpt_dir):
             raise FileExistsError(f"{ckpt_dir} already holds checkpoints; pass resume_from_checkpoint=auto to "
                                   "continue that run, or choose another experiment_name")
     resume_path = broadcast(resume_path, world_size)
-    checkpoint = read_training_checkpoint(resume_path) if resume_path is not None else None
+    if resume_path is not None and checkpoint is None:  # other ranks, or a file named by path
+        checkpoint = read_training_checkpoint(resume_path)
     config_dict = OmegaConf.to_container(cfg, resolve=True)
     if is_main:
         OmegaConf.save(cfg, run_dir / "config.yaml")
@@ -525,6 +559,8 @@ def main(cfg):
         if "scaler" in checkpoint:
             scaler.load_state_dict(checkpoint["scaler"])
         step, epoch, samples_in_epoch = checkpoint["step"], checkpoint["epoch"], checkpoint["samples_in_epoch"]
+    # Resumed at (or past) max_train_steps: the loop will not run, so the end of main redoes the finish.
+    finished_on_resume = step >= cfg.max_train_steps
     logger.info(f"{cfg.model}: {sum(p.numel() for p in model.parameters() if p.requires_grad):,} trainable "
                 f"parameters, input {cfg.num_frames}x{in_channels}x{input_size}x{input_size}, autocast "
                 f"{amp_dtype or 'off'} (mixed_precision={cfg.mixed_precision})")
@@ -578,10 +614,11 @@ def main(cfg):
             dist.barrier()
 
     with logging_redirect_tqdm(loggers=[logger]):
+        reported = set()  # skipped videos already named in the log: each is named once per run
         while step < cfg.max_train_steps:
             sampler.set_position(epoch, samples_in_epoch)
             dataset.set_epoch(epoch)
-            skipped = 0
+            skipped = {}  # path -> reason of each video this rank's items skipped in this epoch
             for batch in loader:
                 x = (batch["latents"] if cfg.latent_cache_dir is not None else batch["video"]).to(device)
                 if encode_on_the_fly:
@@ -603,7 +640,11 @@ def main(cfg):
                 window[1] += losses["mse"].mean().item() / accum
                 window[2] += losses["vb"].mean().item() / accum if "vb" in losses else 0.0
                 samples_in_epoch += cfg.local_batch_size * world_size
-                skipped += int(batch["num_skipped"].sum()) if "num_skipped" in batch else 0
+                batch_skipped = skipped_files(batch)
+                for path in sorted(batch_skipped.keys() - reported):
+                    logger.warning(f"skipped video {path}: {batch_skipped[path]}")
+                reported.update(batch_skipped)
+                skipped.update(batch_skipped)
                 if not sync:
                     continue
 
@@ -645,24 +686,36 @@ def main(cfg):
                 if step >= cfg.max_train_steps:
                     break
             else:  # the epoch ran out
-                if world_size > 1:
-                    skipped_total = torch.tensor(skipped, device=device)
-                    dist.all_reduce(skipped_total)
-                    skipped = int(skipped_total)
+                if world_size > 1:  # count each video once over all ranks; name those only other ranks met
+                    skipped = {path: reason for rank_skipped in all_gather(skipped, world_size)
+                               for path, reason in rank_skipped.items()}
+                    for path in sorted(skipped.keys() - reported):
+                        logger.warning(f"skipped video {path}: {skipped[path]}")
+                    reported.update(skipped)
                 if skipped:
-                    logger.warning(f"epoch {epoch}: {skipped} unreadable video(s) were skipped")
+                    logger.warning(f"epoch {epoch}: {len(skipped)} video(s) were skipped as unreadable or too short")
                 epoch += 1
                 samples_in_epoch = 0
     progress.close()
     if is_main:
         metrics.close()
-        logger.info(f"done: {step} steps; EMA weights in {ckpt_dir / f'{step:07d}-ema.safetensors'}")
+        ema_path = ckpt_dir / f"{step:07d}-ema.safetensors"
+        if finished_on_resume:  # the first finish may have been killed mid-export, before pruning
+            logger.info(f"step {step} already reaches max_train_steps={cfg.max_train_steps}: nothing to train")
+            try:
+                read_checkpoint(ema_path)
+            except Exception as error:  # missing or unreadable: write it again from the checkpoint's EMA
+                logger.info(f"EMA export {ema_path} is missing or unreadable ({type(error).__name__}): writing it")
+                export_ema_safetensors(ema, config_dict, step, ema_path)
+            prune_checkpoints(ckpt_dir, cfg.keep_last_checkpoints)
+        logger.info(f"done: {step} steps; EMA weights in {ema_path}")
     if world_size > 1:
         dist.destroy_process_group()
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__, epilog=config_help(TrainConfig),
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", type=str, default=None, help="YAML file with TrainConfig keys")
     parser.add_argument("overrides", nargs="*", help="key=value overrides, e.g. local_batch_size=4")
     args = parser.parse_args(argv)

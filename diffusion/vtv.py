@@ -127,15 +127,37 @@ def lag_schedule(sampling_timesteps, num_frames, lag=1):
 
 # ----------------------------------------------------------------------------- safe level expressions
 
+MAX_EXPRESSION_LENGTH = 1000  # characters (far more than a schedule needs); keeps ast.parse's recursion shallow
+MAX_EXPRESSION_DEPTH = 100  # nesting of the parsed expression, so evaluating it stays far from Python's recursion limit
+MAX_POWER = 1e300  # a ** b is refused, before it is computed, when |a ** b| would exceed this
+
+
+def _power(base, exponent):
+    """a ** b in floats, refused before computing when the result would be huge or not real.
+
+    Python's int ** int builds 9**9**9 digit by digit (minutes, gigabytes); levels are clamped to [0, T-1] anyway.
+    """
+    base, exponent = float(base), float(exponent)
+    if base == 0 and exponent < 0:
+        raise ZeroDivisionError(f"0 ** {exponent:g} divides by zero")
+    if base < 0 and not exponent.is_integer():
+        raise ValueError(f"a negative base ({base:g}) to a fractional power ({exponent:g}) is not a real number")
+    if base != 0 and exponent * math.log10(abs(base)) > math.log10(MAX_POWER):
+        raise OverflowError(f"{base:g} ** {exponent:g} exceeds {MAX_POWER:g}")
+    return base ** exponent
+
+
 _BINARY = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv,
-           ast.FloorDiv: operator.floordiv, ast.Mod: operator.mod,
-           ast.Pow: lambda a, b: float(a) ** float(b)}  # floats: 9**9**9 overflows at once instead of hanging
+           ast.FloorDiv: operator.floordiv, ast.Mod: operator.mod, ast.Pow: _power}
 _UNARY = {ast.USub: operator.neg, ast.UAdd: operator.pos, ast.Not: operator.not_}
 _COMPARE = {ast.Lt: operator.lt, ast.LtE: operator.le, ast.Gt: operator.gt, ast.GtE: operator.ge,
             ast.Eq: operator.eq, ast.NotEq: operator.ne}
 _FUNCTIONS = {"min": min, "max": max, "abs": abs, "floor": math.floor, "ceil": math.ceil, "sqrt": math.sqrt,
               "exp": math.exp, "log": math.log, "clip": lambda x, low, high: min(max(x, low), high)}
 EXPRESSION_VARIABLES = ("i", "t", "N", "T")
+# What evaluating a whitelisted expression can raise: division by zero, overflow, math domain, bad arguments.
+# (Not RecursionError or MemoryError: the depth and length bounds and _power keep the walk shallow, numbers bounded.)
+_EVALUATION_ERRORS = (ArithmeticError, ValueError, TypeError)
 
 
 class LevelExpression:
@@ -143,43 +165,65 @@ class LevelExpression:
 
     Parsed with `ast` and walked node by node over a whitelist; nothing is passed to eval. Allowed: numbers,
     the four variables, + - * / // % **, comparisons, and/or/not, `a if cond else b`, and min max abs floor
-    ceil sqrt exp log clip(x, low, high).
+    ceil sqrt exp log clip(x, low, high). `key` is the config key it came from; every error is a ValueError
+    naming the key and the expression (and, when evaluating, the frame and t).
     """
 
-    def __init__(self, text):
-        self.text = str(text)
+    def __init__(self, text, key="expression"):
+        self.text, self.key = str(text), key
+        if len(self.text) > MAX_EXPRESSION_LENGTH:
+            raise self._error(f"longer than {MAX_EXPRESSION_LENGTH} characters")
         try:
             self.tree = ast.parse(self.text, mode="eval").body
         except SyntaxError as error:
-            raise ValueError(f"schedule expression {self.text!r} is not valid: {error.msg}") from error
+            raise self._error(f"not valid: {error.msg}") from None
+        nodes = [(self.tree, 1)]
+        while nodes:  # iteratively: depth first, so a deep expression is refused before it is walked recursively
+            node, depth = nodes.pop()
+            if depth > MAX_EXPRESSION_DEPTH:
+                raise self._error(f"nested deeper than {MAX_EXPRESSION_DEPTH} levels")
+            nodes.extend((child, depth + 1) for child in ast.iter_child_nodes(node))
+        called = {id(node.func) for node in ast.walk(self.tree) if isinstance(node, ast.Call)}
         for node in ast.walk(self.tree):
-            self._check(node)
+            self._check(node, called)
 
-    def _check(self, node):
+    def _error(self, problem):
+        shown = self.text if len(self.text) <= 80 else self.text[:60] + f"... ({len(self.text)} characters)"
+        return ValueError(f"config key {self.key!r}: schedule expression {shown!r}: {problem}")
+
+    def _check(self, node, called):
         allowed = (ast.BinOp, ast.UnaryOp, ast.Compare, ast.BoolOp, ast.IfExp, ast.Call, ast.Name, ast.Constant,
                    ast.Load, ast.And, ast.Or, *_BINARY, *_UNARY, *_COMPARE)
         if not isinstance(node, allowed):
-            raise ValueError(f"schedule expression {self.text!r}: {type(node).__name__} is not allowed")
+            raise self._error(f"{type(node).__name__} is not allowed")
         if isinstance(node, ast.Name) and node.id not in EXPRESSION_VARIABLES + tuple(_FUNCTIONS):
-            raise ValueError(f"schedule expression {self.text!r}: unknown name {node.id!r} "
-                             f"(variables {EXPRESSION_VARIABLES}, functions {sorted(_FUNCTIONS)})")
+            raise self._error(f"unknown name {node.id!r} "
+                              f"(variables {EXPRESSION_VARIABLES}, functions {sorted(_FUNCTIONS)})")
+        if isinstance(node, ast.Name) and node.id in _FUNCTIONS and id(node) not in called:
+            raise self._error(f"{node.id!r} is a function, not a value")
         if isinstance(node, ast.Constant) and (isinstance(node.value, bool)
                                                or not isinstance(node.value, (int, float))):
-            raise ValueError(f"schedule expression {self.text!r}: constant {node.value!r} is not a number")
+            raise self._error(f"constant {node.value!r} is not a number")
         if isinstance(node, ast.Call) and (not isinstance(node.func, ast.Name) or node.func.id not in _FUNCTIONS
                                            or node.keywords):
-            raise ValueError(f"schedule expression {self.text!r}: only calls like min(a, b) to {sorted(_FUNCTIONS)} "
-                             "are allowed")
+            raise self._error(f"only calls like min(a, b) to {sorted(_FUNCTIONS)} are allowed")
 
     def __call__(self, **variables):
-        return self._eval(self.tree, variables)
+        """The level as a finite float; a failure names the frame (i - 1) and t it happened at."""
+        where = f"at frame {variables['i'] - 1} (i={variables['i']}), t={variables['t']}"
+        try:
+            value = self._eval(self.tree, variables)
+            level = float(value)  # also refuses a huge int, e.g. floor(1e300) * floor(1e300)
+        except _EVALUATION_ERRORS as error:
+            raise self._error(f"fails {where}: {type(error).__name__}: {error}") from None
+        if not math.isfinite(level):
+            raise self._error(f"gives {value!r} {where}, not a finite level")
+        return level
 
     def _eval(self, node, variables):
         if isinstance(node, ast.Constant):
             return node.value
         if isinstance(node, ast.Name):
-            if node.id not in variables:
-                raise ValueError(f"schedule expression {self.text!r}: {node.id!r} is a function, not a value")
             return variables[node.id]
         if isinstance(node, ast.BinOp):
             return _BINARY[type(node.op)](self._eval(node.left, variables), self._eval(node.right, variables))
@@ -209,7 +253,7 @@ def expression_schedule(sampling_timesteps, num_frames, expression="t", frame_ex
     """A user-written schedule: level of frame i at grid level t = expression(i, t, N, T), rounded half up and
     clamped to [0, T-1]; frame_expressions {index: expression or "clean"} override single frames ("clean" =
     a conditioning frame). Levels must not rise as t falls. Starts from pure noise (warm-up)."""
-    default = LevelExpression(expression)
+    default = LevelExpression(expression, "expression")
     per_frame = {}
     cond = []
     for index, spec in (frame_expressions or {}).items():
@@ -217,7 +261,7 @@ def expression_schedule(sampling_timesteps, num_frames, expression="t", frame_ex
         if str(spec).strip().lower() == "clean":
             cond.append(frame)
         else:
-            per_frame[frame] = LevelExpression(spec)
+            per_frame[frame] = LevelExpression(spec, f"frame_expressions.{index}")
     if len(cond) == num_frames:
         raise ValueError(f"frame_expressions mark all {num_frames} frames clean: no frame is left to generate")
     grid = descending_levels(sampling_timesteps)
@@ -225,20 +269,18 @@ def expression_schedule(sampling_timesteps, num_frames, expression="t", frame_ex
     for t in grid:
         row = []
         for frame in range(num_frames):
-            spec = per_frame.get(frame, default)
-            value = spec(i=frame + 1, t=t, N=num_frames, T=num_timesteps)
-            if not isinstance(value, (int, float)) or not math.isfinite(value):
-                raise ValueError(f"schedule expression {spec.text!r} gives {value!r} at frame {frame}, t={t}")
-            row.append(min(max(round_half_up(value), 0), num_timesteps - 1))
+            level = per_frame.get(frame, default)(i=frame + 1, t=t, N=num_frames, T=num_timesteps)
+            row.append(min(max(round_half_up(level), 0), num_timesteps - 1))
         rows.append(row)
     rows.append([CLEAN] * num_frames)
     levels = torch.tensor(rows, dtype=torch.long)
     rising = levels[1:] > levels[:-1]
     if rising.any():
         step, frame = rising.nonzero()[0].tolist()
-        raise ValueError(f"custom schedule rises for frame {frame}: level {levels[step, frame].item()} at "
-                         f"t={grid[step]} -> {levels[step + 1, frame].item()} at the next step; levels must not "
-                         "increase as t falls")
+        spec = per_frame.get(frame, default)
+        raise ValueError(f"config key {spec.key!r}: custom schedule {spec.text!r} rises for frame {frame}: level "
+                         f"{levels[step, frame].item()} at t={grid[step]} -> {levels[step + 1, frame].item()} at "
+                         "the next step; levels must not increase as t falls")
     cond_mask = torch.zeros(num_frames, dtype=torch.bool)
     cond_mask[cond] = True
     generated = with_warmup(grid, levels[:, ~cond_mask])  # (R, frames to generate)

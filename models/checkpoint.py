@@ -13,24 +13,39 @@ WRAPPER_KEYS = ("ema", "model", "state_dict", "module")
 PREFIXES = ("module.", "_orig_mod.")
 # Fixed sin-cos tables: rebuilt by the model, so a checkpoint for another frame count or size still loads.
 FIXED_EMBEDDINGS = ("pos_embed", "temp_embed")
+SHOWN_KEYS = 5  # offending keys quoted in a mismatch error
 
 
 def read_checkpoint(path):
-    """The whole checkpoint: a .pt dict via weights_only=True, or a safetensors file as {state_dict, metadata}."""
+    """The whole checkpoint: a .pt dict via weights_only=True, or a safetensors file as {state_dict, metadata}.
+
+    A file that cannot be read raises RuntimeError naming it. We never fall back to full unpickling, so the
+    message never suggests weights_only=False: unpickling a downloaded file can run arbitrary code.
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
     if path.suffix == ".safetensors":
-        from safetensors import safe_open
+        from safetensors import SafetensorError, safe_open
         from safetensors.torch import load_file
 
-        with safe_open(str(path), framework="pt") as f:
-            metadata = f.metadata() or {}
-        return {"state_dict": load_file(str(path)), "metadata": metadata}
+        try:
+            with safe_open(str(path), framework="pt") as f:
+                metadata = f.metadata() or {}
+            return {"state_dict": load_file(str(path)), "metadata": metadata}
+        except SafetensorError as error:
+            raise RuntimeError(f"checkpoint {path} is not a readable safetensors file (truncated or another "
+                               f"format): {error}") from None
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # weights_only refuses arbitrary pickled objects: say so instead of unpickling
-        raise RuntimeError(f"could not read {path} with torch.load(weights_only=True): {error}") from error
+    except Exception as error:  # torch's own message suggests weights_only=False; we never do
+        unsafe = re.search(r"Unsupported global: GLOBAL (\S+)", str(error))
+        if unsafe:
+            raise RuntimeError(f"checkpoint {path} contains pickled objects other than tensors ({unsafe.group(1)}); "
+                               "we refuse to unpickle them for safety (unpickling can run arbitrary code). Save "
+                               "the weights as plain tensors, e.g. torch.save(model.state_dict(), path)") from None
+        raise RuntimeError(f"checkpoint {path} is not a readable checkpoint (truncated, or not a torch or "
+                           f"safetensors file; {type(error).__name__})") from None
 
 
 def checkpoint_config(checkpoint):
@@ -41,15 +56,17 @@ def checkpoint_config(checkpoint):
     return json.loads(metadata["config"]) if "config" in metadata else None
 
 
-def unwrap_state_dict(checkpoint, prefer="ema"):
+def unwrap_state_dict(checkpoint, prefer="ema", source_name="<checkpoint dict>"):
     """Find the tensor dict inside wrappers ({'ema': ...}, {'model': ...}) and strip DDP / compile prefixes."""
     state = checkpoint
     order = (prefer,) + tuple(k for k in WRAPPER_KEYS if k != prefer)
     while isinstance(state, dict) and not all(isinstance(v, torch.Tensor) for v in state.values()):
         key = next((k for k in order if isinstance(state.get(k), dict)), None)
         if key is None:
-            raise KeyError(f"no state dict found; top-level keys are {sorted(state)[:20]}")
+            raise KeyError(f"checkpoint {source_name}: no state dict found; top-level keys are {sorted(state)[:20]}")
         state = state[key]
+    if not isinstance(state, dict):
+        raise KeyError(f"checkpoint {source_name} holds a {type(state).__name__}, not a dict of tensors")
     cleaned = {}
     for key, value in state.items():
         while key.startswith(PREFIXES):
@@ -59,7 +76,7 @@ def unwrap_state_dict(checkpoint, prefer="ema"):
 
 
 def read_state_dict(path, prefer="ema"):
-    return unwrap_state_dict(read_checkpoint(path), prefer=prefer)
+    return unwrap_state_dict(read_checkpoint(path), prefer=prefer, source_name=path)
 
 
 def to_model_keys(state_dict):
@@ -78,12 +95,15 @@ def to_model_keys(state_dict):
     return renamed
 
 
-def load_pretrained(model, source, prefer="ema", strict=True):
-    """Load ours, Latte's or FVDM's weights into `model` from a path or an already-read checkpoint dict;
-    a mismatch names the offending keys."""
+def load_pretrained(model, source, prefer="ema", strict=True, source_name=None):
+    """Load ours, Latte's or FVDM's weights into `model` from a path or an already-read checkpoint dict.
+
+    A mismatch names the checkpoint (source_name: the path an already-read dict came from) and the offending
+    keys, with both shapes for keys whose shape differs (another model size, patch size or class count).
+    """
     checkpoint = source if isinstance(source, dict) else read_checkpoint(source)
-    path = "<checkpoint dict>" if isinstance(source, dict) else source
-    state = to_model_keys(unwrap_state_dict(checkpoint, prefer=prefer))
+    name = source_name if source_name is not None else ("<checkpoint dict>" if isinstance(source, dict) else source)
+    state = to_model_keys(unwrap_state_dict(checkpoint, prefer=prefer, source_name=name))
     expected = model.state_dict()
     missing = [k for k in expected if k not in state and k not in FIXED_EMBEDDINGS]
     unexpected = [k for k in state if k not in expected]
@@ -93,14 +113,38 @@ def load_pretrained(model, source, prefer="ema", strict=True):
         if k in expected and k not in FIXED_EMBEDDINGS and state[k].shape != expected[k].shape
     ]
     if wrong_shape or (strict and (missing or unexpected)):
+        def some(keys):
+            return f"{len(keys)} keys, e.g. {keys[:SHOWN_KEYS]}" if len(keys) > SHOWN_KEYS else str(keys)
+
         problems = []
-        if missing:
-            problems.append(f"missing from checkpoint: {missing[:10]}{' ...' if len(missing) > 10 else ''}")
-        if unexpected:
-            problems.append(f"not in model: {unexpected[:10]}{' ...' if len(unexpected) > 10 else ''}")
         if wrong_shape:
-            problems.append(f"shape mismatch: {wrong_shape[:10]}")
-        raise RuntimeError(f"checkpoint {path} does not fit the model; " + "; ".join(problems))
+            problems.append(f"shape mismatch in {some(wrong_shape)}")
+        if missing:
+            problems.append(f"missing from checkpoint: {some(missing)}")
+        if unexpected:
+            problems.append(f"not in model: {some(unexpected)}")
+        raise RuntimeError(f"checkpoint {name} does not fit the model; " + "; ".join(problems))
     loadable = {k: v for k, v in state.items() if k in expected and k not in FIXED_EMBEDDINGS}
     model.load_state_dict(loadable, strict=False)
     return model
+
+
+def newest_valid_checkpoint(folder, suffixes=(".pt", "-ema.safetensors"), read=read_checkpoint, on_skip=None):
+    """(path, read(path)) for the newest <step:07d><suffix> file in `folder` that reads, or None if none does.
+
+    Files rank by step, then by the order of `suffixes`. One that fails to read (cut short by a full disk or a
+    kill mid-copy) goes to on_skip(path, error) and the next one is tried, so a bad file never hides good ones.
+    """
+    pattern = re.compile(r"(\d{7,})(" + "|".join(re.escape(suffix) for suffix in suffixes) + r")")
+    found = []
+    for path in Path(folder).iterdir():
+        match = pattern.fullmatch(path.name)
+        if match:
+            found.append(((int(match.group(1)), -suffixes.index(match.group(2))), path))
+    for _, path in sorted(found, reverse=True):
+        try:
+            return path, read(path)
+        except Exception as error:  # any unreadable file is skipped; on_skip says why
+            if on_skip is not None:
+                on_skip(path, error)
+    return None

@@ -18,11 +18,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 from tqdm.auto import tqdm  # noqa: E402
 
-from configs import MIXED_PRECISION, autocast_dtype, merge_config  # noqa: E402
+from configs import MIXED_PRECISION, autocast_dtype, config_help, merge_config  # noqa: E402
 from datasets.video_io import count_frames, read_frames, resize_center_crop  # noqa: E402
 from diffusion import create_diffusion, vtv  # noqa: E402
 from models import create_model  # noqa: E402
-from models.checkpoint import checkpoint_config, load_pretrained, read_checkpoint  # noqa: E402
+from models.checkpoint import (  # noqa: E402
+    checkpoint_config, load_pretrained, newest_valid_checkpoint, read_checkpoint,
+)
 from models.vae import decode_latents, encode_video, load_vae  # noqa: E402
 from sample.outputs import VideoWriter, save_schedule_heatmap, video_to_uint8  # noqa: E402
 
@@ -157,22 +159,31 @@ DIFFUSION_DEFAULTS = {"noise_schedule": "linear", "diffusion_steps": 1000}
 
 
 def resolve_checkpoint_path(path):
-    """A checkpoint file, or a run's checkpoints/ folder: its newest <step>.pt or <step>-ema.safetensors."""
+    """A checkpoint file, or a run's checkpoints/ folder: its newest <step>.pt or <step>-ema.safetensors that
+    reads, so a file cut short (a full disk, a run killed elsewhere) falls back to the one before, with a note."""
     path = Path(path)
     if not path.is_dir():
         if not path.is_file():
             raise FileNotFoundError(f"checkpoint not found (config key 'ckpt'): {path}")
         return path
-    found = [p for p in path.iterdir() if p.name[:7].isdigit() and p.name.endswith((".pt", "-ema.safetensors"))]
-    if not found:
-        raise FileNotFoundError(f"config key 'ckpt': folder {path} holds no <step>.pt or <step>-ema.safetensors")
+
+    def skip(bad, error):
+        print(f"config key 'ckpt': skipping unreadable checkpoint {bad}: {error}", file=sys.stderr)
+
     # Newest step; at equal steps the EMA export (smaller, no optimizer state) wins.
-    return max(found, key=lambda p: (int(p.name[:7]), p.name.endswith(".safetensors")))
+    found = newest_valid_checkpoint(path, ("-ema.safetensors", ".pt"), on_skip=skip)
+    if found is None:
+        raise FileNotFoundError(f"config key 'ckpt': folder {path} holds no readable <step>.pt or "
+                                "<step>-ema.safetensors")
+    return found[0]
 
 
-def resolve_model_config(cfg, stored):
-    """Model and diffusion settings: the checkpoint's stored training config, checked against the sample config."""
-    resolved = {}
+def resolve_model_config(cfg, stored, ckpt_path=None):
+    """Model and diffusion settings: the checkpoint's stored training config, checked against the sample config.
+
+    A key neither given nor stored is an error naming every such key and why (no ckpt, or a bare state dict).
+    """
+    resolved, unset = {}, []
     for key in MODEL_KEYS + tuple(DIFFUSION_DEFAULTS):
         given, saved = cfg[key], stored.get(key)
         if given is not None and saved is not None and given != saved:
@@ -182,9 +193,18 @@ def resolve_model_config(cfg, stored):
         if value is None:
             value = DIFFUSION_DEFAULTS.get(key)
         if value is None:
-            raise ValueError(f"config key {key!r} must be set: "
-                             f"{'the checkpoint stores no training config' if stored else 'ckpt is null'}")
+            unset.append(key)
         resolved[key] = value
+    if unset:
+        if ckpt_path is None:
+            why = "ckpt is null (a random-init model), so no checkpoint config is read"
+        elif not stored:
+            why = (f"checkpoint {ckpt_path} stores no training config (a bare state dict, e.g. a converted "
+                   "Latte/FVDM checkpoint)")
+        else:
+            why = f"the training config stored in checkpoint {ckpt_path} lacks these keys"
+        raise ValueError(f"config key {unset[0]!r} must be set: {why}; set the model keys "
+                         + " ".join(f"{key}=..." for key in unset))
     if "vae" in stored and stored["vae"] is None and cfg.vae is not None:
         raise ValueError(f"config key 'vae' = {cfg.vae!r}, but the checkpoint's model was trained in pixel space")
     # A stored VAE path may not exist on this machine: a vae given here relocates it.
@@ -199,7 +219,7 @@ def load_model_for_sampling(cfg, device="cpu"):
     ckpt_path = resolve_checkpoint_path(cfg.ckpt) if cfg.ckpt is not None else None
     checkpoint = read_checkpoint(ckpt_path) if ckpt_path is not None else None
     stored = (checkpoint_config(checkpoint) or {}) if checkpoint is not None else {}
-    settings = resolve_model_config(cfg, stored)
+    settings = resolve_model_config(cfg, stored, ckpt_path)
     latent = settings["vae"] is not None
     model = create_model(
         settings["model"],
@@ -210,7 +230,7 @@ def load_model_for_sampling(cfg, device="cpu"):
         learn_sigma=settings["learn_sigma"],
     )
     if checkpoint is not None:
-        load_pretrained(model, checkpoint, prefer=cfg.weights)
+        load_pretrained(model, checkpoint, prefer=cfg.weights, source_name=ckpt_path)
     model.to(device).eval().requires_grad_(False)
     vae = load_vae(settings["vae"], device=device) if latent else None
     settings["ckpt"] = str(ckpt_path) if ckpt_path is not None else None
@@ -467,7 +487,8 @@ def default_device(name=None):
 
 @torch.no_grad()
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__, epilog=config_help(SampleConfig),
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", help="YAML file of SampleConfig keys")
     parser.add_argument("overrides", nargs="*", help="key=value overrides, e.g. preset=i2v image=face.png")
     args = parser.parse_args(argv)

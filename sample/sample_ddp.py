@@ -22,6 +22,7 @@ import torch  # noqa: E402
 import torch.distributed as dist  # noqa: E402
 from tqdm.auto import tqdm  # noqa: E402
 
+from configs import config_help  # noqa: E402
 from sample.outputs import Mp4Writer, save_png_frames, video_to_uint8  # noqa: E402
 from sample.sample import (  # noqa: E402
     SampleConfig,
@@ -108,7 +109,8 @@ def write_batch(chunks, indices, eval_dir, cfg, vae, device, length):
 
 @torch.no_grad()
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__, epilog=config_help(EvalConfig),
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", help="YAML file of EvalConfig keys (SampleConfig + eval_dir, mp4_dir)")
     parser.add_argument("overrides", nargs="*", help="key=value overrides")
     args = parser.parse_args(argv)

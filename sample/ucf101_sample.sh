@@ -6,11 +6,12 @@
 #   MODE=eval GPUS=8 bash sample/ucf101_sample.sh standard num_samples=2048 eval_dir=samples/ucf101/fvd
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source tools/setup_env.sh  # the active virtual env, else ./.venv (created and filled on first use)
 CONFIG=configs/ucf101/ucf101_sample.yaml
 PRESET=${1:?usage: bash sample/ucf101_sample.sh PRESET [key=value ...]}
 shift
 if [ "${MODE:-sample}" = eval ]; then
-    exec "${PYTHON:-python}" -m torch.distributed.run --nproc_per_node "${GPUS:-1}" --master_port "${MASTER_PORT:-29501}" \
+    exec python -m torch.distributed.run --nproc_per_node "${GPUS:-1}" --master_port "${MASTER_PORT:-29501}" \
         sample/sample_ddp.py --config "$CONFIG" preset="$PRESET" "$@"
 fi
-exec "${PYTHON:-python}" sample/sample.py --config "$CONFIG" preset="$PRESET" "$@"
+exec python sample/sample.py --config "$CONFIG" preset="$PRESET" "$@"

@@ -1,6 +1,7 @@
 """Latte backbone with per-frame adaLN-Zero: sizes, equivalence to a naive Latte forward, checkpoints."""
 import json
 import math
+import pickle
 import re
 from pathlib import Path
 
@@ -28,6 +29,22 @@ def test_parameter_counts_match_latte_and_paper(name, trainable, total):
         model = create_model(name, input_size=32, num_frames=16, in_channels=4, learn_sigma=True)
     assert sum(p.numel() for p in model.parameters() if p.requires_grad) == trainable
     assert sum(p.numel() for p in model.parameters()) == total
+
+
+def test_readme_parameter_table_matches_the_code():
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    rows = re.findall(r"^\| `(Latte-\w+/\d)` \| [^|]+ \| ([\d,]+) \| ([\d,]+) \| ([\d.]+)M \|$", readme, flags=re.M)
+    assert [row[0] for row in rows] == ["Latte-S/2", "Latte-B/2", "Latte-L/2", "Latte-XL/2"]
+    for name, trainable, total, paper in rows:
+        with torch.device("meta"):
+            model = create_model(name, input_size=32, num_frames=16, in_channels=4, learn_sigma=True)
+        fixed = model.pos_embed.numel() + model.temp_embed.numel()
+        assert sum(p.numel() for p in model.parameters() if p.requires_grad) == int(trainable.replace(",", ""))
+        assert sum(p.numel() for p in model.parameters()) == int(total.replace(",", "")) == int(
+            trainable.replace(",", "")) + fixed
+        # the paper counts the fixed tables; XL/2's total is 673.99M against the paper's 674.00M
+        assert int(total.replace(",", "")) / 1e6 == pytest.approx(float(paper), abs=0.0055)
+        assert int(trainable.replace(",", "")) / 1e6 < float(paper) - 0.1
 
 
 def perturbed_tiny_model(num_classes=0, num_frames=4, seed=0):
@@ -258,5 +275,42 @@ def test_mismatch_names_keys_and_unpickling_is_refused(tmp_path):
             return (print, ("unpickled!",))
 
     torch.save({"model": Payload()}, tmp_path / "evil.pt")
-    with pytest.raises(RuntimeError, match="weights_only"):
+    with pytest.raises(RuntimeError, match=f"checkpoint {tmp_path / 'evil.pt'} contains pickled objects other than "
+                                           r"tensors \(.*print\); we refuse to unpickle them for safety"):
         read_state_dict(tmp_path / "evil.pt")
+
+
+def test_mismatch_of_an_already_read_checkpoint_names_its_path_and_a_few_shapes(tmp_path):
+    state = create_model("Latte-T/4", input_size=16, num_frames=4, in_channels=3).state_dict()
+    model = create_model("Latte-S/4", input_size=16, num_frames=4, in_channels=3)
+    with pytest.raises(RuntimeError) as error:
+        load_pretrained(model, {"ema": state}, source_name=tmp_path / "run" / "0000100.pt")
+    message = str(error.value)
+    assert message.startswith(f"checkpoint {tmp_path / 'run' / '0000100.pt'} does not fit the model")
+    assert re.search(r"shape mismatch in \d+ keys, e.g. \['x_embedder.proj.weight: checkpoint \(128, 3, 4, 4\) vs "
+                     r"model \(384, 3, 4, 4\)'", message)
+    shown = message.split("shape mismatch in ")[1].split("; ")[0]
+    assert shown.count(" vs model ") == 5  # a few keys, not all of them
+    assert re.search(r"missing from checkpoint: \d+ keys, e.g. \['spatial_blocks.3.", message)
+
+
+def test_unreadable_checkpoints_name_the_file_and_never_suggest_full_unpickling(tmp_path):
+    good = tmp_path / "good.pt"
+    torch.save({"ema": {"w": torch.zeros(4)}}, good)
+    save_file({"w": torch.zeros(4)}, str(tmp_path / "good.safetensors"))
+    files = {
+        "garbage.pt": b"not a torch file " * 8,
+        "truncated.pt": good.read_bytes()[: good.stat().st_size // 2],
+        "pickled.pt": pickle.dumps({"w": [1, 2, 3]}, protocol=2),  # a plain pickle, not torch.save's format
+        "garbage.safetensors": b"\xff" * 64,
+        "truncated.safetensors": (tmp_path / "good.safetensors").read_bytes()[:-8],
+    }
+    for name, data in files.items():
+        path = tmp_path / name
+        path.write_bytes(data)
+        with pytest.raises(RuntimeError) as error:
+            read_state_dict(path)
+        message = str(error.value)
+        assert message.startswith(f"checkpoint {path} is not a readable "), message
+        assert "truncated" in message and "weights_only" not in message, message
+        assert error.value.__suppress_context__  # torch's own advice stays out of the traceback too

@@ -241,6 +241,37 @@ def test_checkpoint_folder_picks_newest_and_reads_safetensors_metadata(tmp_path,
     assert torch.equal(model.final_layer.linear.weight, ema["final_layer.linear.weight"])
 
 
+def test_bare_state_dict_asks_for_the_model_keys_and_a_wrong_size_one_names_its_file(tmp_path):
+    bare = tmp_path / "converted_latte.pt"
+    torch.save(random_latte(3).state_dict(), bare)  # Latte-T/4 weights, no stored training config
+    with pytest.raises(ValueError) as error:
+        sample.load_model_for_sampling(sample.load_config(None, [f"ckpt={bare}"]))
+    assert str(error.value) == (
+        f"config key 'model' must be set: checkpoint {bare} stores no training config (a bare state dict, e.g. a "
+        "converted Latte/FVDM checkpoint); set the model keys model=... image_size=... num_frames=... "
+        "num_classes=... learn_sigma=...")
+
+    model_keys = [f"{k}={v}" for k, v in MODEL_CONFIG.items() if k in sample.MODEL_KEYS]
+    model, _, _ = sample.load_model_for_sampling(sample.load_config(None, [f"ckpt={bare}", *model_keys]))
+    assert torch.equal(model.final_layer.linear.weight, torch.load(bare)["final_layer.linear.weight"])
+    with pytest.raises(RuntimeError, match=rf"checkpoint {bare} does not fit the model; shape mismatch in .*"
+                                           r"x_embedder.proj.weight: checkpoint \(128, 3, 4, 4\) vs model "
+                                           r"\(128, 3, 2, 2\)"):
+        sample.load_model_for_sampling(sample.load_config(None, [f"ckpt={bare}", *model_keys, "model=Latte-T/2"]))
+
+
+def test_frame_expressions_set_per_frame_on_the_command_line():
+    cfg = sample.load_config(None, ["preset=custom", "frame_expressions.0=clean", "frame_expressions.-1=0",
+                                    "frame_expressions.2=max(t - 10, 0)"])
+    assert dict(cfg.frame_expressions) == {0: "clean", -1: "0", 2: "max(t - 10, 0)"}
+    plan = vtv.build_plan("custom", vtv.descending_levels(range(0, 1000, 100)), 8, **sample.preset_options(cfg))
+    assert plan.cond_mask.tolist() == [True] + [False] * 7
+    assert plan.frame_schedule[-3].tolist() == [-1, 100, 90, 100, 100, 100, 100, 0]  # at t = 100
+    with pytest.raises(ValueError, match=r"command line: config key 'frame_expressions.last': frame_expressions is "
+                                         r"keyed by frame index, e.g. frame_expressions.0=clean"):
+        sample.load_config(None, ["preset=custom", "frame_expressions.last=clean"])
+
+
 @pytest.mark.parametrize("overrides,message", [
     (["no_such_key=1"], "unknown config key 'no_such_key'"),
     (["preset=spiral"], "'preset' = 'spiral': unknown preset"),

@@ -327,3 +327,127 @@ def test_latent_cache_matches_on_the_fly_encoding_and_trains(tmp_path):
     from PIL import Image
 
     assert Image.open(run_dir / "preview" / "0000002.png").size == (4 * 32, 2 * 32)
+
+
+# ---------------------------------------------------------------- corrupt checkpoints, finishing, file modes
+
+
+def truncate(path):
+    """Cut a file to half its size, as a full disk leaves it."""
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+@pytest.fixture(scope="module")
+def straight_ten(tmp_path_factory):
+    """An uninterrupted 10-step run (checkpoints at 4, 8, 10): the losses every resumed run must reproduce."""
+    root = tmp_path_factory.mktemp("straight_ten")
+    run_trainer(["max_train_steps=10", "ckpt_every=4", "keep_last_checkpoints=3", "ema_decay=0.9",
+                 "experiment_name=straight"], root)
+    return root / "straight"
+
+
+def test_auto_resume_sets_a_corrupt_newest_checkpoint_aside_and_prunes_good_files(tmp_path, straight_ten):
+    run_dir, ckpt_dir = tmp_path / "corrupt", tmp_path / "corrupt" / "checkpoints"
+    common = ["ema_decay=0.9", "keep_last_checkpoints=3", "experiment_name=corrupt"]
+    run_trainer([*common, "max_train_steps=6", "ckpt_every=2"], tmp_path)
+    assert sorted(p.name for p in ckpt_dir.iterdir()) == [
+        "0000002.pt", "0000004.pt", "0000006-ema.safetensors", "0000006.pt"]
+    truncate(ckpt_dir / "0000006.pt")
+    truncate(ckpt_dir / "0000006-ema.safetensors")  # the export of the same step, cut short too
+
+    # Checkpoints every 5 steps now: step 5 is saved while the corrupt step 6 would still outrank it.
+    run_trainer([*common, "max_train_steps=10", "ckpt_every=5", "resume_from_checkpoint=auto"], tmp_path)
+    log = (run_dir / "log.txt").read_text()
+    assert "skipping unreadable checkpoint" in log and "0000004.pt (step 4)" in log
+    resumed = read_metrics(run_dir)
+    assert [r["step"] for r in resumed] == list(range(1, 11))
+    for a, b in zip(read_metrics(straight_ten), resumed):
+        assert {k: a[k] for k in METRIC_KEYS} == {k: b[k] for k in METRIC_KEYS}
+    # The corrupt files were moved aside, never counted as kept: the 3 newest good checkpoints remain.
+    assert sorted(p.name for p in ckpt_dir.iterdir()) == [
+        "0000004.pt", "0000005.pt", "0000006-ema.safetensors.corrupt", "0000006.pt.corrupt",
+        "0000010-ema.safetensors", "0000010.pt"]
+
+
+def test_metrics_rewrite_on_resume_is_atomic(tmp_path, monkeypatch):
+    lines = [json.dumps({"step": s, "loss": 0.5}) for s in (1, 2, 3)] + ['{"step": 4, "lo']  # cut by a kill
+    metrics = tmp_path / "metrics.jsonl"
+    metrics.write_text("\n".join(lines))
+    train_video.MetricsLog(tmp_path, 2).close()
+    assert metrics.read_text() == "".join(line + "\n" for line in lines[:2])
+
+    def fail(*args):
+        raise OSError("disk full")
+
+    metrics.write_text("\n".join(lines))
+    monkeypatch.setattr(train_video.os, "replace", fail)
+    with pytest.raises(OSError, match="disk full"):
+        train_video.MetricsLog(tmp_path, 2)
+    assert metrics.read_text() == "\n".join(lines)  # a failed rewrite leaves the old file whole
+
+
+def test_resumed_finished_run_writes_a_missing_or_truncated_export_and_prunes(tmp_path):
+    run_dir, ckpt_dir = tmp_path / "finished", tmp_path / "finished" / "checkpoints"
+    common = ["max_train_steps=4", "ckpt_every=2", "experiment_name=finished", "resume_from_checkpoint=auto"]
+    run_trainer([*common, "keep_last_checkpoints=3"], tmp_path)
+    ema_path = ckpt_dir / "0000004-ema.safetensors"
+    expected = torch.load(ckpt_dir / "0000004.pt", map_location="cpu", weights_only=True)["ema"]
+    for damage in ("killed mid-write", "truncated"):
+        if damage == "killed mid-write":  # only the half-written .tmp is left
+            ema_path.unlink()
+            (ckpt_dir / "0000004-ema.safetensors.tmp").write_bytes(b"partial")
+        else:
+            truncate(ema_path)
+        run_trainer([*common, "keep_last_checkpoints=1"], tmp_path)
+        exported = load_file(ema_path)
+        assert exported.keys() == expected.keys(), damage
+        assert all(torch.equal(exported[k], expected[k]) for k in expected), damage
+        assert [p.name for p in sorted(ckpt_dir.glob("*.pt"))] == ["0000004.pt"], damage  # pruned to 1
+        last_line = (run_dir / "log.txt").read_text().splitlines()[-1]
+        assert Path(last_line.split("EMA weights in ")[1]) == ema_path, last_line
+    assert [r["step"] for r in read_metrics(run_dir)] == [1, 2, 3, 4]
+
+
+def test_resume_and_sample_from_a_folder_whose_newest_files_are_truncated(tmp_path, straight_ten, capsys):
+    import shutil
+
+    from sample import sample
+
+    folder = tmp_path / "source"
+    shutil.copytree(straight_ten / "checkpoints", folder)
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "0000004.pt", "0000008.pt", "0000010-ema.safetensors", "0000010.pt"]
+    truncate(folder / "0000010.pt")
+    truncate(folder / "0000010-ema.safetensors")
+
+    assert sample.resolve_checkpoint_path(folder) == folder / "0000008.pt"
+    skipped = capsys.readouterr().err
+    assert "0000010-ema.safetensors" in skipped and "0000010.pt" in skipped
+    model, _, settings = sample.load_model_for_sampling(sample.load_config(None, [f"ckpt={folder}"]))
+    ema = torch.load(folder / "0000008.pt", map_location="cpu", weights_only=True)["ema"]
+    assert torch.equal(model.final_layer.linear.weight, ema["final_layer.linear.weight"])
+
+    run_trainer(["max_train_steps=10", "ema_decay=0.9", "experiment_name=from_folder",
+                 f"resume_from_checkpoint={folder}"], tmp_path)
+    assert "0000008.pt (step 8)" in (tmp_path / "from_folder" / "log.txt").read_text()
+    resumed = read_metrics(tmp_path / "from_folder")
+    assert [r["step"] for r in resumed] == [9, 10]
+    for a, b in zip(read_metrics(straight_ten)[8:], resumed):
+        assert {k: a[k] for k in METRIC_KEYS} == {k: b[k] for k in METRIC_KEYS}
+    assert (folder / "0000010.pt").is_file()  # another run's folder: its bad files are skipped, not moved
+    (tmp_path / "nothing").mkdir()
+    with pytest.raises(FileNotFoundError, match="resume_from_checkpoint.*nothing.*no readable"):
+        train_video.main(load_config(None, [*TINY, f"results_dir={tmp_path}", "experiment_name=empty",
+                                            f"resume_from_checkpoint={tmp_path / 'nothing'}"]))
+
+
+def test_checkpoint_files_honour_the_umask(tmp_path):
+    model = create_model("Latte-T/8", input_size=16, num_frames=4, in_channels=3)
+    old = os.umask(0o027)
+    try:
+        train_video.atomic_write(tmp_path / "0000001.pt", lambda tmp: torch.save(model.state_dict(), tmp))
+        train_video.export_ema_safetensors(model, {}, 1, tmp_path / "0000001-ema.safetensors")
+    finally:
+        os.umask(old)
+    modes = {p.name: oct(p.stat().st_mode & 0o777) for p in tmp_path.iterdir()}
+    assert modes == {"0000001.pt": "0o640", "0000001-ema.safetensors": "0o640"}

@@ -184,9 +184,45 @@ def test_level_expression_rejects_non_arithmetic(text, message):
         vtv.LevelExpression(text)(i=1, t=1, N=1, T=1)
 
 
-def test_level_expression_huge_power_fails_fast():
-    with pytest.raises(OverflowError):
-        vtv.LevelExpression("9 ** 9 ** 9")(i=1, t=1, N=1, T=1)
+@pytest.mark.parametrize("text", ["9 ** 9 ** 9", "2 ** 2 ** 2 ** 2 ** 30", "10 ** 301", "floor(exp(700)) ** 2"])
+def test_level_expression_huge_power_is_refused_before_computing(text):
+    with pytest.raises(ValueError, match=r"config key 'expression': .*fails at frame 0 .*OverflowError: .*exceeds"):
+        vtv.LevelExpression(text)(i=1, t=1, N=1, T=1)
+    assert vtv.LevelExpression("10 ** 300 / 10 ** 298")(i=1, t=1, N=1, T=1) == pytest.approx(100)
+
+
+@pytest.mark.parametrize("text,frame,t,problem", [
+    ("t / (i - 2)", 1, 999, "ZeroDivisionError"),
+    ("t % (i - 1)", 0, 999, "ZeroDivisionError"),
+    ("0 ** (i - 2)", 0, 999, "ZeroDivisionError"),
+    ("log(t - 999)", 0, 999, "ValueError: math domain error"),
+    ("(i - 2) ** 0.5", 0, 999, "not a real number"),
+    ("exp(t)", 0, 999, "OverflowError"),
+    ("floor(1e300) * floor(1e300)", 0, 999, "int too large"),
+    ("1e308 * t", 0, 999, "gives inf"),
+    ("clip(t)", 0, 999, "TypeError"),
+])
+def test_failing_expression_names_key_expression_frame_and_t(text, frame, t, problem):
+    with pytest.raises(ValueError) as error:
+        vtv.build_plan("custom", grid_of("10"), N, expression=text)
+    message = str(error.value)
+    assert message.startswith(f"config key 'expression': schedule expression {text!r}")
+    assert f"at frame {frame} (i={frame + 1}), t={t}" in message and problem in message
+    with pytest.raises(ValueError, match=r"config key 'frame_expressions.-1': schedule expression 't / \(t - 999\)'"
+                                         r": fails at frame 7 \(i=8\), t=999: ZeroDivisionError"):
+        vtv.build_plan("custom", grid_of("10"), N, frame_expressions={-1: "t / (t - 999)"})
+
+
+@pytest.mark.parametrize("text,message", [
+    ("(" * 300 + "t" + ")" * 300, "not valid: too many nested parentheses"),
+    ("-" * 101 + "t", "nested deeper than 100 levels"),
+    ("t + " * 120 + "t", "nested deeper than 100 levels"),
+    ("t + " * 300 + "t", "longer than 1000 characters"),
+])
+def test_deep_or_long_expressions_are_refused_when_parsed(text, message):
+    with pytest.raises(ValueError, match=rf"config key 'frame_expressions.2': schedule expression .*{message}"):
+        vtv.build_plan("custom", grid_of("10"), N, frame_expressions={2: text})
+    assert vtv.LevelExpression("-" * 91 + "t")(i=1, t=5, N=1, T=1) == -5
 
 
 # ----------------------------------------------------------------------------- bad specs

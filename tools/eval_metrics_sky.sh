@@ -18,13 +18,14 @@ REAL_DIR=$(realpath "$1")
 FAKE_DIR=$(realpath "$2")
 shift 2
 cd "$(dirname "$0")/.."
+source tools/setup_env.sh  # the active virtual env, else ./.venv (created and filled on first use)
 OUT=${OUT:-results/metrics_sky_$(basename "$FAKE_DIR").json}
 METRICS=fvd2048_16f
 EXTRA=()
 if [ "${NPROC:-1}" -gt 1 ]; then
-  LAUNCH=(torchrun --standalone --nproc_per_node "$NPROC")
+  LAUNCH=(python -m torch.distributed.run --standalone --nproc_per_node "$NPROC")
 else
-  LAUNCH=("${PYTHON:-python}")
+  LAUNCH=(python)
 fi
 "${LAUNCH[@]}" tools/calc_metrics.py --real "$REAL_DIR" --fake "$FAKE_DIR" --metrics "$METRICS" \
   --subsample_factor 3 --mirror --seed 0 --out "$OUT" "${EXTRA[@]}" "$@"

@@ -1,0 +1,97 @@
+"""configs/: YAML files that do not parse name the file, --help documents every key, launchers set up the env."""
+import dataclasses
+import inspect
+import re
+from pathlib import Path
+
+import pytest
+
+import train_video
+from configs import merge_config
+from sample import sample, sample_ddp
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.parametrize("text,message", [
+    ("preset: i2v\nimage: [a.png, b.png\nseed: 3\n", r"YAML syntax error at line 3, column 5: did not find expected"),
+    ("preset: i2v\n  seed: 3\n", r"YAML syntax error at line 2, column 7: mapping values are not allowed"),
+    ("- preset: i2v\n- seed: 3\n", r"the top level must be a mapping of config keys \(key: value lines\), not a list"),
+])
+def test_unreadable_yaml_names_the_file_and_line(tmp_path, text, message):
+    path = tmp_path / "broken.yaml"
+    path.write_text(text)
+    with pytest.raises(ValueError, match=f"^config file {re.escape(str(path))}: {message}"):
+        merge_config(sample.SampleConfig, path)
+
+
+def test_int_keyed_dicts_take_string_keys_from_yaml_too(tmp_path):
+    path = tmp_path / "custom.yaml"
+    path.write_text("preset: custom\nframe_expressions:\n  '0': clean\n  -1: t\n")
+    assert dict(merge_config(sample.SampleConfig, path).frame_expressions) == {0: "clean", -1: "t"}
+
+
+def documented_comments(schema):
+    """{key: comment beside its default}, read with a regex from the source of the schema and its bases."""
+    comments = {}
+    for cls in reversed(schema.__mro__):
+        if dataclasses.is_dataclass(cls):
+            comments.update(re.findall(r"^\s+(\w+): [^#\n]+#\s*(.+)$", inspect.getsource(cls), flags=re.M))
+    return comments
+
+
+def command_line_spelling(value):
+    return "null" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
+
+
+@pytest.mark.parametrize("schema,main", [
+    (train_video.TrainConfig, train_video.parse_args),
+    (sample.SampleConfig, sample.main),
+    (sample_ddp.EvalConfig, sample_ddp.main),
+], ids=["train_video", "sample", "sample_ddp"])
+def test_help_lists_every_key_with_its_default_and_comment(capsys, schema, main):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--help"])
+    assert exit_info.value.code == 0
+    help_text = capsys.readouterr().out
+    comments = documented_comments(schema)
+    blocks = dict(re.findall(r"^  (\w+)=.*\n((?:      .*\n)*)", help_text, flags=re.M))
+    for f in dataclasses.fields(schema):
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        shown = f"{f.name}={command_line_spelling(default)}"
+        assert f"\n  {shown}\n" in help_text, shown
+        if f.name in comments:
+            assert comments[f.name][:40] in blocks[f.name], f.name
+        # what --help shows is what the key takes: the shown default given back reads as the default
+        value = merge_config(schema, None, [shown])[f.name]
+        assert (value == default) if not isinstance(default, dict) else dict(value) == default, shown
+    assert set(blocks) == {f.name for f in dataclasses.fields(schema)}
+
+
+def test_help_keeps_continued_comments_with_their_key_and_section_headers_apart():
+    from configs import config_help
+
+    help_text = config_help(sample_ddp.EvalConfig)
+    ckpt = help_text.split("\n  ckpt=null\n")[1].split("\n  weights=")[0]
+    assert ckpt.splitlines() == ["      ours (<step>.pt, <step>-ema.safetensors, or a checkpoints/ folder: newest),",
+                                 "      a converted Latte/FVDM .pt, or null = random-init model (smoke runs)"]
+    assert "\n--- preset inputs (images/videos are read" in help_text
+    assert "\nan input left null is generated first with the standard preset) ---\n  image=null\n" in help_text
+    # EvalConfig overrides SampleConfig's progress: its own default and comment
+    assert "\n  progress=false\n      per-video sampler bars (the batch bar of rank 0 is always shown)\n" in help_text
+    assert help_text.rstrip().endswith("mp4_dir=null\n      also write <mp4_dir>/<video:05d>.mp4 (lossless "
+                                       "libx264rgb); null: no MP4")
+
+
+LAUNCHERS = sorted(p for folder in ("train_scripts", "sample", "tools") for p in (REPO / folder).glob("*.sh")
+                   if p.name != "setup_env.sh")
+
+
+@pytest.mark.parametrize("script", LAUNCHERS, ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_every_launcher_sets_up_the_environment_before_running_python(script):
+    lines = [line.split("#")[0] for line in script.read_text().splitlines()]  # code, not comments
+    cd = lines.index('cd "$(dirname "$0")/.."')
+    source = next(k for k, line in enumerate(lines) if line.strip() == "source tools/setup_env.sh")
+    first_python = next(k for k, line in enumerate(lines) if re.search(r"\bpython\b", line))
+    assert cd < source < first_python
+    assert not any(re.search(r"(^|[\s(])torchrun\b|\$\{PYTHON", line) for line in lines)  # python of setup_env
