@@ -158,14 +158,15 @@ MODEL_KEYS = ("model", "image_size", "num_frames", "num_classes", "learn_sigma")
 DIFFUSION_DEFAULTS = {"noise_schedule": "linear", "diffusion_steps": 1000}
 
 
-def resolve_checkpoint_path(path):
-    """A checkpoint file, or a run's checkpoints/ folder: its newest <step>.pt or <step>-ema.safetensors that
-    reads, so a file cut short (a full disk, a run killed elsewhere) falls back to the one before, with a note."""
+def read_sampling_checkpoint(path):
+    """(path, checkpoint) of a checkpoint file, or of a run's checkpoints/ folder: its newest <step>.pt or
+    <step>-ema.safetensors that reads, so a file cut short (a full disk, a run killed elsewhere) falls back to the
+    one before, with a note. The file is read once, here."""
     path = Path(path)
     if not path.is_dir():
         if not path.is_file():
             raise FileNotFoundError(f"checkpoint not found (config key 'ckpt'): {path}")
-        return path
+        return path, read_checkpoint(path)
 
     def skip(bad, error):
         print(f"config key 'ckpt': skipping unreadable checkpoint {bad}: {error}", file=sys.stderr)
@@ -175,7 +176,7 @@ def resolve_checkpoint_path(path):
     if found is None:
         raise FileNotFoundError(f"config key 'ckpt': folder {path} holds no readable <step>.pt or "
                                 "<step>-ema.safetensors")
-    return found[0]
+    return found
 
 
 def resolve_model_config(cfg, stored, ckpt_path=None):
@@ -216,8 +217,7 @@ def resolve_model_config(cfg, stored, ckpt_path=None):
 
 def load_model_for_sampling(cfg, device="cpu"):
     """(model in eval mode, VAE or None, resolved settings dict); EMA weights of our checkpoints by default."""
-    ckpt_path = resolve_checkpoint_path(cfg.ckpt) if cfg.ckpt is not None else None
-    checkpoint = read_checkpoint(ckpt_path) if ckpt_path is not None else None
+    ckpt_path, checkpoint = read_sampling_checkpoint(cfg.ckpt) if cfg.ckpt is not None else (None, None)
     stored = (checkpoint_config(checkpoint) or {}) if checkpoint is not None else {}
     settings = resolve_model_config(cfg, stored, ckpt_path)
     latent = settings["vae"] is not None

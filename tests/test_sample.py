@@ -235,7 +235,7 @@ def test_checkpoint_folder_picks_newest_and_reads_safetensors_metadata(tmp_path,
     (folder / "0000020.pt").write_bytes(checkpoint.read_bytes())
     ema = random_latte(7).state_dict()
     save_file(ema, str(folder / "0000020-ema.safetensors"), metadata={"config": json.dumps(MODEL_CONFIG)})
-    assert sample.resolve_checkpoint_path(folder).name == "0000020-ema.safetensors"
+    assert sample.read_sampling_checkpoint(folder)[0].name == "0000020-ema.safetensors"
     model, _, settings = sample.load_model_for_sampling(sample.load_config(None, [f"ckpt={folder}"]))
     assert settings["ckpt"].endswith("0000020-ema.safetensors")
     assert torch.equal(model.final_layer.linear.weight, ema["final_layer.linear.weight"])
