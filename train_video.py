@@ -288,6 +288,19 @@ def find_resume_checkpoint(folder, ckpt_dir, logger):
     return found
 
 
+def set_aside_later_checkpoints(ckpt_dir, step, logger):
+    """Rename this run's checkpoints of steps after `step` to <name>.superseded when resuming from an earlier one.
+
+    Pruning ranks files by step, so they would count as kept and push out every checkpoint the resumed run writes.
+    """
+    for suffix in (".pt", "-ema.safetensors"):
+        for path in list_checkpoints(ckpt_dir, suffix):
+            if checkpoint_step(path) > step:
+                os.replace(path, path.with_name(path.name + ".superseded"))
+                logger.warning(f"{path} is later than the resumed step {step}: moved it aside to "
+                               f"{path.name}.superseded")
+
+
 def atomic_write(path, write):
     """write(tmp_path), fsync, os.replace, fsync the folder: a kill or power cut leaves the old file or the whole
     new one. The file gets the mode a plain open() gives (0o666 less the umask), although safetensors makes 0o600."""
@@ -519,6 +532,7 @@ def main(cfg):
                        if checkpoint["config"].get(k) != v and k not in ("resume_from_checkpoint", "max_train_steps")}
             logger.info(f"resuming from {resume_path} (step {checkpoint['step']})"
                         + (f"; config changed (old, new): {changed}" if changed else ""))
+            set_aside_later_checkpoints(ckpt_dir, checkpoint["step"], logger)
 
     # Data.
     dataset = build_training_dataset(cfg)

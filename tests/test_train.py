@@ -451,3 +451,19 @@ def test_checkpoint_files_honour_the_umask(tmp_path):
         os.umask(old)
     modes = {p.name: oct(p.stat().st_mode & 0o777) for p in tmp_path.iterdir()}
     assert modes == {"0000001.pt": "0o640", "0000001-ema.safetensors": "0o640"}
+
+
+def test_resuming_from_an_earlier_checkpoint_sets_later_ones_aside(tmp_path, straight_ten):
+    ckpt_dir = tmp_path / "again" / "checkpoints"
+    common = ["ema_decay=0.9", "keep_last_checkpoints=2", "ckpt_every=4", "experiment_name=again"]
+    run_trainer([*common, "max_train_steps=10"], tmp_path)
+    assert sorted(p.name for p in ckpt_dir.iterdir()) == ["0000008.pt", "0000010-ema.safetensors", "0000010.pt"]
+    # Back to step 8, then on to 12: the abandoned step 10 must not outrank (and so prune) the new checkpoints.
+    run_trainer([*common, "max_train_steps=12", f"resume_from_checkpoint={ckpt_dir / '0000008.pt'}"], tmp_path)
+    assert sorted(p.name for p in ckpt_dir.iterdir()) == [
+        "0000008.pt", "0000010-ema.safetensors.superseded", "0000010.pt.superseded", "0000012-ema.safetensors",
+        "0000012.pt"]
+    resumed = read_metrics(tmp_path / "again")
+    assert [r["step"] for r in resumed] == list(range(1, 13))
+    for a, b in zip(read_metrics(straight_ten)[:10], resumed):
+        assert {k: a[k] for k in METRIC_KEYS} == {k: b[k] for k in METRIC_KEYS}

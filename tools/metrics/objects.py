@@ -56,8 +56,8 @@ class FrameReading:
     recognised_shape: bool
     centre: np.ndarray  # (2,) (y, x) in pixels (pixel centres at +0.5, as the generator draws); NaN: no foreground
     colour: int  # index into PALETTE of the nearest colour (-1: no foreground)
-    shape: int  # index into SHAPES of the best-fitting shape (-1: no foreground)
-    extent: float  # half-size of that shape's bounding box, in pixels
+    shape: int  # index into SHAPES of the best-fitting shape (-1: no foreground, or no real-sized shape fits)
+    extent: float  # half-size of that shape's bounding box, in pixels (NaN where shape is -1)
 
 
 def _fit_shape(part, centre, area, contrast, threshold):
@@ -115,7 +115,7 @@ def fit_bouncing_axis(positions, low, high, max_speed):
     """(RMS residual, velocity) of the best triangle wave low <-> high through positions (N,), one per frame.
 
     The generator moves each axis this way: straight at a constant velocity, mirrored at the walls. A grid search
-    over the start position and velocity (about 0.1 px and 0.02 px/frame apart) is exact enough for a few frames.
+    over the start position and velocity (about 0.1 px and 0.01 px/frame apart) is exact enough for a few frames.
     """
     span = high - low
     if span <= 0:
