@@ -253,7 +253,8 @@ def test_bare_state_dict_asks_for_the_model_keys_and_a_wrong_size_one_names_its_
 
     model_keys = [f"{k}={v}" for k, v in MODEL_CONFIG.items() if k in sample.MODEL_KEYS]
     model, _, _ = sample.load_model_for_sampling(sample.load_config(None, [f"ckpt={bare}", *model_keys]))
-    assert torch.equal(model.final_layer.linear.weight, torch.load(bare)["final_layer.linear.weight"])
+    saved = torch.load(bare, weights_only=True)
+    assert torch.equal(model.final_layer.linear.weight, saved["final_layer.linear.weight"])
     with pytest.raises(RuntimeError, match=rf"checkpoint {bare} does not fit the model; shape mismatch in .*"
                                            r"x_embedder.proj.weight: checkpoint \(128, 3, 4, 4\) vs model "
                                            r"\(128, 3, 2, 2\)"):
