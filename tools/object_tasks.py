@@ -39,12 +39,15 @@ def task_settings(task, num_frames, length):
     given = np.zeros(frames, dtype=bool)
     if task == "interpolation":
         given[[0, num_frames - 1]] = True
-        return {"preset": "interpolation", "keyframes": None}, frames, given, num_frames
-    given[:half] = True
-    if task == "next_frame":
-        return {"preset": "next_frame", "context_frames": half, "predict_frames": num_frames - half}, frames, given, \
-            num_frames
-    return {"preset": "long", "context_frames": half, "length": length}, frames, given, half
+        overrides, num_inputs = {"preset": "interpolation", "keyframes": None}, num_frames
+    elif task == "next_frame":
+        given[:half] = True
+        overrides = {"preset": "next_frame", "context_frames": half, "predict_frames": num_frames - half}
+        num_inputs = num_frames
+    else:  # long: the given frames are the whole input, continued window after window
+        given[:half] = True
+        overrides, num_inputs = {"preset": "long", "context_frames": half, "length": length}, half
+    return overrides, frames, given, num_inputs
 
 
 @torch.no_grad()

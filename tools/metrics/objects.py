@@ -87,7 +87,8 @@ def _fit_shape(part, centre, area, contrast, threshold):
 def read_frame(frame, threshold=0.25):
     """What one uint8 frame (H, W, 3) shows: the checks above, and the object's centre, colour and shape."""
     image = frame / 255.0
-    foreground = np.abs(image - BACKGROUND).max(axis=-1) > threshold  # (H, W)
+    distance = np.abs(image - BACKGROUND).max(axis=-1)  # (H, W) largest channel difference to the background
+    foreground = distance > threshold
     labels, count = ndimage.label(foreground, structure=EIGHT_CONNECTED)
     if count == 0:
         return FrameReading(False, False, False, False, False, np.full(2, np.nan), -1, -1, np.nan)
@@ -104,7 +105,7 @@ def read_frame(frame, threshold=0.25):
     # exact on real frames rather than quantised by the threshold.
     contrast = np.abs(PALETTE[colour] - BACKGROUND).max()
     around = ndimage.binary_dilation(part, structure=EIGHT_CONNECTED) & ((labels == 0) | part)
-    coverage = np.where(around, np.clip(np.abs(image - BACKGROUND).max(axis=-1) / contrast, 0, 1), 0)  # (H, W)
+    coverage = np.where(around, np.clip(distance / contrast, 0, 1), 0)  # (H, W)
     centre = np.asarray(ndimage.center_of_mass(coverage)) + 0.5
     shape, extent, iou = _fit_shape(part, centre, coverage.sum(), contrast, threshold)
     checks = (one_part, plausible_area, colour_errors[colour] <= MAX_COLOUR_ERROR, iou >= MIN_SHAPE_IOU)
