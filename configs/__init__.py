@@ -3,6 +3,7 @@
 The schema is where every key is documented, next to its default; an unknown or mistyped key is an error
 that names the key and where it came from.
 """
+import argparse
 import ast
 import dataclasses
 import inspect
@@ -12,34 +13,9 @@ import tokenize
 import typing
 from pathlib import Path
 
-import torch
 import yaml
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigKeyError, KeyValidationError, ValidationError
-
-# config value of `mixed_precision` -> autocast dtype (None: full precision)
-AUTOCAST_DTYPES = {"no": None, "bf16": torch.bfloat16, "fp16": torch.float16}
-MIXED_PRECISION = (*AUTOCAST_DTYPES, "auto")  # the values `mixed_precision` accepts; "auto" is resolved per device
-
-
-def native_bf16(device_type):
-    """Whether bf16 matmuls run in hardware: a CUDA GPU that supports bf16, or a CPU with AMX or AVX512-BF16.
-
-    On other CPUs (AVX2 only, say) PyTorch emulates bf16, and a training step is about 30x slower than in fp32.
-    """
-    if device_type == "cuda":
-        return torch.cuda.is_bf16_supported()
-    if device_type == "cpu":
-        return torch.cpu._is_amx_tile_supported() or torch.cpu._is_avx512_bf16_supported()
-    return False
-
-
-def autocast_dtype(mixed_precision, device_type):
-    """The autocast dtype for a `mixed_precision` config value on this device; "auto": bf16 where it is native."""
-    if mixed_precision == "auto":
-        return torch.bfloat16 if native_bf16(device_type) else None
-    return AUTOCAST_DTYPES[mixed_precision]
-
 
 def read_config_file(config_path):
     """The YAML file as a DictConfig; a syntax error or a top level that is not a mapping names the file (and line)."""
@@ -178,3 +154,13 @@ def config_help(schema):
         lines.append(f"  {name}={format_default(default)}")
         lines += [f"      {text}" for text in comment]
     return "\n".join(lines)
+
+
+def parse_command_line(schema, load, description, argv=None):
+    """`--config FILE key=value ...` -> load(FILE, overrides); --help lists every key of the schema."""
+    parser = argparse.ArgumentParser(description=description, epilog=config_help(schema),
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", help=f"YAML file of {schema.__name__} keys")
+    parser.add_argument("overrides", nargs="*", help="key=value overrides, e.g. seed=1")
+    args = parser.parse_args(argv)
+    return load(args.config, args.overrides)

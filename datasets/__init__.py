@@ -5,12 +5,13 @@ and keep imports inside it relative.
 """
 
 from .bouncing import BouncingShapes
+from .latent_cache import LatentCacheDataset
 from .video_datasets import LAYOUTS, VideoClipDataset, build_video_dataset
 from .video_io import count_frames, read_frames, resize_center_crop
 
 __all__ = [
-    "DATASETS", "BouncingShapes", "VideoClipDataset", "build_dataset", "count_frames", "read_frames",
-    "resize_center_crop",
+    "DATASETS", "BouncingShapes", "LatentCacheDataset", "VideoClipDataset", "build_config_dataset", "build_dataset",
+    "build_training_dataset", "count_frames", "read_frames", "resize_center_crop",
 ]
 
 
@@ -45,3 +46,22 @@ def build_dataset(name, data_path=None, num_frames=16, frame_interval=3, image_s
         random_flip=random_flip, seed=seed, split=split, split_file=split_file, class_index_file=class_index_file,
         length=length,
     )
+
+
+def build_config_dataset(cfg, random_flip):
+    """build_dataset from the dataset keys of a training config; random_flip is the caller's (the latent cache
+    encoder flips clips itself)."""
+    return build_dataset(
+        cfg.dataset, data_path=cfg.data_path, num_frames=cfg.num_frames, frame_interval=cfg.frame_interval,
+        image_size=cfg.image_size, random_flip=random_flip, seed=cfg.global_seed, split=cfg.split,
+        split_file=cfg.split_file, class_index_file=cfg.class_index_file, length=cfg.dataset_length,
+    )
+
+
+def build_training_dataset(cfg):
+    """What a training config reads: its latent cache (checked against the config) when set, else its clips."""
+    if cfg.latent_cache_dir is None:
+        return build_config_dataset(cfg, cfg.random_flip)
+    dataset = LatentCacheDataset(cfg.latent_cache_dir, random_flip=cfg.random_flip, seed=cfg.global_seed)
+    dataset.check_matches(cfg)
+    return dataset

@@ -1,12 +1,12 @@
 """Bouncing shapes: the built-in procedural video dataset (no files), the default of the CPU demo.
 
 One flat-coloured shape (circle, square or diamond) moves at constant velocity and bounces off the walls
-of a near-black frame. It spans about half the frame: with shapes a third smaller, the 4-block demo model drew
-one whole object in about a quarter of its frames, with these in about half. One frame shows where the object
-is but not where it goes; two or more frames fix the motion, so frame-conditioned generation (image-to-video,
-prediction, interpolation) has something to learn. The scene is kept this simple because the demo trains for
-only minutes on a CPU. Positions are a closed form of time (a triangle wave per axis), so any frame of the
-timeline renders directly and `frame_interval` subsamples the timeline exactly as it subsamples a real video.
+of a near-black frame. It spans about half the frame, a size the demo's tiny model draws whole more often than
+smaller shapes (docs/experiments.md). One frame shows where the object is but not where it goes; two or more
+frames fix the motion, so frame-conditioned generation (image-to-video, prediction, interpolation) has something
+to learn. The scene is kept this simple because the demo trains for only minutes on a CPU. Positions are a closed
+form of time (a triangle wave per axis), so any frame of the timeline renders directly and `frame_interval`
+subsamples the timeline exactly as it subsamples a real video.
 """
 
 import operator

@@ -1,16 +1,16 @@
 """Gaussian diffusion for videos with per-frame timesteps (FVDM's vectorized timestep).
 
-Videos are (B, N, C, H, W), channels on dim 2 as in Latte. Every timestep argument may be (B,), shared by
-all frames of a sample, or (B, N), one per frame: coefficients are gathered per frame and broadcast over
-(C, H, W), so the forward process, the posterior, the losses and both samplers act on each frame at its
-own noise level. Method names and signatures follow DiT/IDDPM so their users' code runs unchanged.
+Videos are (B, N, C, H, W), channels on dim 2 as in Latte. A timestep t indexes this diffusion's own chain
+(`num_timesteps` steps, respaced or not) and may be (B,), shared by all frames of a sample, or (B, N), one per
+frame: coefficients are gathered per frame and broadcast over (C, H, W), so the forward process, the posterior
+and the losses act on each frame at its own noise level. Sampling has one step, `vtv_step`, between base-scale
+levels (0..base_num_timesteps-1, -1 = clean) per frame; diffusion/vtv.py drives it for every preset.
 """
 import enum
 import math
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from .diffusion_utils import discretized_gaussian_log_likelihood, normal_kl
 
@@ -63,7 +63,7 @@ def _extract(arr, timesteps, broadcast_shape):
     return res.expand(broadcast_shape)
 
 
-def _randn_like(x, generator=None):
+def randn_like(x, generator=None):
     """Standard normal noise shaped like x from one generator, or from one generator per sample (a list), so a
     sample's draws do not depend on which other samples share its batch."""
     if isinstance(generator, (list, tuple)):
@@ -71,7 +71,7 @@ def _randn_like(x, generator=None):
     return torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
 
 
-def _frame_view(values, x):
+def frame_view(values, x):
     """(B,) or (B, N) per-sample/per-frame values -> broadcastable against x (B, N, C, H, W)."""
     while values.ndim < x.ndim:
         values = values[..., None]
@@ -131,12 +131,6 @@ class GaussianDiffusion:
 
     # ------------------------------------------------------------------ forward process
 
-    def q_mean_variance(self, x_start, t):
-        mean = _extract(self.sqrt_alphas_cumprod, t, x_start.shape) * x_start
-        variance = _extract(1.0 - self.alphas_cumprod, t, x_start.shape)
-        log_variance = _extract(self.log_one_minus_alphas_cumprod, t, x_start.shape)
-        return mean, variance, log_variance
-
     def q_sample(self, x_start, t, noise=None):
         """Noise each frame to its own level: t (B,) or (B, N)."""
         if noise is None:
@@ -172,21 +166,12 @@ class GaussianDiffusion:
         if self.model_var_type in (ModelVarType.LEARNED, ModelVarType.LEARNED_RANGE):
             assert model_output.shape == (B, N, C * 2, *x.shape[3:]), f"unexpected output {tuple(model_output.shape)}"
             model_output, model_var_values = torch.split(model_output, C, dim=2)
-            if self.model_var_type == ModelVarType.LEARNED:
-                model_log_variance = model_var_values
-            else:
-                min_log = _extract(self.posterior_log_variance_clipped, t, x.shape)
-                max_log = _extract(self.log_betas, t, x.shape)
-                frac = (model_var_values + 1) / 2  # model outputs [-1, 1]
-                model_log_variance = frac * max_log + (1 - frac) * min_log
-            model_variance = torch.exp(model_log_variance)
         else:
-            if self.model_var_type == ModelVarType.FIXED_LARGE:
-                log_table = self.fixed_large_log_variance
-            else:
-                log_table = self.posterior_log_variance_clipped
-            model_log_variance = _extract(log_table, t, x.shape)
-            model_variance = torch.exp(model_log_variance)
+            model_var_values = None
+        max_table = self.fixed_large_log_variance if self.model_var_type == ModelVarType.FIXED_LARGE else self.log_betas
+        min_log = _extract(self.posterior_log_variance_clipped, t, x.shape)
+        model_log_variance = self._log_variance(model_var_values, min_log, _extract(max_table, t, x.shape))
+        model_variance = torch.exp(model_log_variance)
 
         def process_xstart(x0):
             if denoised_fn is not None:
@@ -206,99 +191,28 @@ class GaussianDiffusion:
             "extra": extra,
         }
 
+    def _log_variance(self, model_var_values, min_log, max_log):
+        """A reverse step's log-variance between the posterior's (min_log) and beta's (max_log): the model's own
+        output (LEARNED), interpolated by it from [-1, 1] (IDDPM's LEARNED_RANGE), or one of the two fixed ones."""
+        if self.model_var_type == ModelVarType.LEARNED:
+            return model_var_values
+        if self.model_var_type == ModelVarType.LEARNED_RANGE:
+            frac = (model_var_values + 1) / 2
+            return frac * max_log + (1 - frac) * min_log
+        return max_log if self.model_var_type == ModelVarType.FIXED_LARGE else min_log
+
     def _predict_xstart_from_eps(self, x_t, t, eps):
         return (
             _extract(self.sqrt_recip_alphas_cumprod, t, x_t.shape) * x_t
             - _extract(self.sqrt_recipm1_alphas_cumprod, t, x_t.shape) * eps
         )
 
-    def _predict_eps_from_xstart(self, x_t, t, pred_xstart):
-        return (_extract(self.sqrt_recip_alphas_cumprod, t, x_t.shape) * x_t - pred_xstart) / _extract(
-            self.sqrt_recipm1_alphas_cumprod, t, x_t.shape
-        )
-
-    def condition_mean(self, cond_fn, p_mean_var, x, t, model_kwargs=None):
-        """Classifier guidance (Dhariwal & Nichol): shift the mean by variance * grad log p(y | x_t)."""
-        gradient = cond_fn(x, t, **(model_kwargs or {}))
-        return p_mean_var["mean"].float() + p_mean_var["variance"] * gradient.float()
-
-    def condition_score(self, cond_fn, p_mean_var, x, t, model_kwargs=None):
-        """Classifier guidance for DDIM, applied to the score."""
-        alpha_bar = _extract(self.alphas_cumprod, t, x.shape)
-        eps = self._predict_eps_from_xstart(x, t, p_mean_var["pred_xstart"])
-        eps = eps - (1 - alpha_bar).sqrt() * cond_fn(x, t, **(model_kwargs or {}))
-        out = dict(p_mean_var)
-        out["pred_xstart"] = self._predict_xstart_from_eps(x, t, eps)
-        out["mean"], _, _ = self.q_posterior_mean_variance(x_start=out["pred_xstart"], x_t=x, t=t)
-        return out
-
-    def p_sample(self, model, x, t, clip_denoised=True, denoised_fn=None, cond_fn=None, model_kwargs=None):
-        """One ancestral step x_t -> x_{t-1}; frames at t = 0 get no noise."""
-        out = self.p_mean_variance(model, x, t, clip_denoised, denoised_fn, model_kwargs)
-        noise = torch.randn_like(x)
-        nonzero_mask = _frame_view((t != 0).float(), x)
-        if cond_fn is not None:
-            out["mean"] = self.condition_mean(cond_fn, out, x, t, model_kwargs=model_kwargs)
-        sample = out["mean"] + nonzero_mask * torch.exp(0.5 * out["log_variance"]) * noise
-        return {"sample": sample, "pred_xstart": out["pred_xstart"]}
-
-    def p_sample_loop(self, model, shape, noise=None, clip_denoised=True, denoised_fn=None, cond_fn=None,
-                      model_kwargs=None, device=None, progress=False):
-        final = None
-        for sample in self.p_sample_loop_progressive(model, shape, noise, clip_denoised, denoised_fn, cond_fn,
-                                                     model_kwargs, device, progress):
-            final = sample
-        return final["sample"]
-
-    def p_sample_loop_progressive(self, model, shape, noise=None, clip_denoised=True, denoised_fn=None,
-                                  cond_fn=None, model_kwargs=None, device=None, progress=False):
-        img = noise if noise is not None else torch.randn(*shape, device=device)
-        for i in tqdm(range(self.num_timesteps)[::-1], disable=not progress, desc="DDPM"):
-            t = torch.full((shape[0],), i, device=img.device, dtype=torch.long)
-            with torch.no_grad():
-                out = self.p_sample(model, img, t, clip_denoised, denoised_fn, cond_fn, model_kwargs)
-                yield out
-                img = out["sample"]
-
-    def ddim_sample(self, model, x, t, clip_denoised=True, denoised_fn=None, cond_fn=None, model_kwargs=None,
-                    eta=0.0):
-        """One DDIM step x_t -> x_{t-1} (Song et al., eq. 12)."""
-        out = self.p_mean_variance(model, x, t, clip_denoised, denoised_fn, model_kwargs)
-        if cond_fn is not None:
-            out = self.condition_score(cond_fn, out, x, t, model_kwargs=model_kwargs)
-        eps = self._predict_eps_from_xstart(x, t, out["pred_xstart"])
-        alpha_bar = _extract(self.alphas_cumprod, t, x.shape)
-        alpha_bar_prev = _extract(self.alphas_cumprod_prev, t, x.shape)
-        sigma = eta * torch.sqrt((1 - alpha_bar_prev) / (1 - alpha_bar)) * torch.sqrt(1 - alpha_bar / alpha_bar_prev)
-        noise = torch.randn_like(x)
-        mean_pred = out["pred_xstart"] * torch.sqrt(alpha_bar_prev) + torch.sqrt(1 - alpha_bar_prev - sigma**2) * eps
-        nonzero_mask = _frame_view((t != 0).float(), x)
-        return {"sample": mean_pred + nonzero_mask * sigma * noise, "pred_xstart": out["pred_xstart"]}
-
-    def ddim_sample_loop(self, model, shape, noise=None, clip_denoised=True, denoised_fn=None, cond_fn=None,
-                         model_kwargs=None, device=None, progress=False, eta=0.0):
-        final = None
-        for sample in self.ddim_sample_loop_progressive(model, shape, noise, clip_denoised, denoised_fn, cond_fn,
-                                                        model_kwargs, device, progress, eta):
-            final = sample
-        return final["sample"]
-
-    def ddim_sample_loop_progressive(self, model, shape, noise=None, clip_denoised=True, denoised_fn=None,
-                                     cond_fn=None, model_kwargs=None, device=None, progress=False, eta=0.0):
-        img = noise if noise is not None else torch.randn(*shape, device=device)
-        for i in tqdm(range(self.num_timesteps)[::-1], disable=not progress, desc="DDIM"):
-            t = torch.full((shape[0],), i, device=img.device, dtype=torch.long)
-            with torch.no_grad():
-                out = self.ddim_sample(model, img, t, clip_denoised, denoised_fn, cond_fn, model_kwargs, eta)
-                yield out
-                img = out["sample"]
-
     # ------------------------------------------------------------------ per-frame (VTV) sampling
 
     def _levels_alpha_bar(self, levels, x):
         """alpha_bar of base-scale levels (B, N), -1 = clean (alpha_bar 1), in float64 then broadcast."""
         table = self.base_alphas_cumprod_with_clean.to(levels.device)
-        return _frame_view(table[levels + 1], x)
+        return frame_view(table[levels + 1], x)
 
     def vtv_step(self, model, x, level_from, level_to, *, method="ddim", eta=0.0, model_kwargs=None,
                  clip_denoised=False, denoised_fn=None, noise=None, model_input=None, model_timesteps=None,
@@ -323,13 +237,14 @@ class GaussianDiffusion:
         if isinstance(model_output, tuple):
             model_output = model_output[0]
         model_output = model_output.float()
+        model_var_values = None
         if self.model_var_type in (ModelVarType.LEARNED, ModelVarType.LEARNED_RANGE):
             model_output, model_var_values = torch.split(model_output, C, dim=2)
 
         x64 = model_input.double()
         alpha_bar_t = self._levels_alpha_bar(level_from, x)
         alpha_bar_s = self._levels_alpha_bar(level_to, x)
-        moving = _frame_view(level_to < level_from, x)
+        moving = frame_view(level_to < level_from, x)
         # Frames that do not move may be clean (alpha_bar 1); keep their denominators away from 0.
         one_minus_t = torch.where(moving, 1 - alpha_bar_t, torch.ones_like(alpha_bar_t))
         if self.model_mean_type == ModelMeanType.START_X:
@@ -343,7 +258,7 @@ class GaussianDiffusion:
         eps = (x64 - alpha_bar_t.sqrt() * pred_xstart) / one_minus_t.sqrt()
 
         if noise is None:
-            noise = _randn_like(x, generator)
+            noise = randn_like(x, generator)
         noise = noise.double()
         if method == "ddim":
             sigma = eta * ((1 - alpha_bar_s) / one_minus_t).sqrt() * (1 - alpha_bar_t / alpha_bar_s).sqrt()
@@ -358,109 +273,11 @@ class GaussianDiffusion:
             posterior_variance = beta_ts * (1 - alpha_bar_s) / one_minus_t
             min_log = posterior_variance.clamp(min=1e-20).log()
             max_log = beta_ts.clamp(min=1e-20).log()
-            if self.model_var_type == ModelVarType.LEARNED_RANGE:
-                frac = (model_var_values.double() + 1) / 2
-                log_variance = frac * max_log + (1 - frac) * min_log
-            elif self.model_var_type == ModelVarType.LEARNED:
-                log_variance = model_var_values.double()
-            elif self.model_var_type == ModelVarType.FIXED_LARGE:
-                log_variance = max_log.expand_as(mean)
-            else:
-                log_variance = min_log.expand_as(mean)
-            to_clean = _frame_view(level_to < 0, x)
+            var_values = model_var_values.double() if model_var_values is not None else None
+            log_variance = self._log_variance(var_values, min_log, max_log).expand_as(mean)
+            to_clean = frame_view(level_to < 0, x)
             x_next = mean + torch.where(to_clean, 0.0, 1.0) * (0.5 * log_variance).exp() * noise
         return torch.where(moving, x_next.to(x.dtype), x)
-
-    def vtv_sample_loop(self, model, shape, frame_schedule, *, method="ddim", eta=0.0, cond_frames=None,
-                        cond_mask=None, cond_noise_level=0, noise=None, model_kwargs=None, device=None,
-                        progress=False, clip_denoised=False, denoised_fn=None, generator=None):
-        """Sample with a per-step, per-frame schedule of base-scale levels (-1 = clean).
-
-        frame_schedule: (S + 1, N) or (S + 1, B, N); step k moves frames from row k to row k + 1, and the last
-        row must be all -1. cond_frames (B, N, C, H, W) with cond_mask (B, N): those frames stay at their given
-        values at every step and in the output. The model sees clean frames at timestep 0, or noised to
-        cond_noise_level with fresh noise each step when cond_noise_level > 0 (stabilization).
-        """
-        if device is None:
-            device = noise.device if noise is not None else next(model.parameters()).device
-        B, N = shape[:2]
-        schedule = torch.as_tensor(frame_schedule, dtype=torch.long, device=device)
-        if schedule.ndim == 2:
-            schedule = schedule[:, None, :].expand(-1, B, -1)
-        if schedule.ndim != 3 or schedule.shape[1:] != (B, N) or schedule.shape[0] < 2:
-            raise ValueError(f"frame_schedule must be (S+1, {N}) or (S+1, {B}, {N}) with S >= 1, "
-                             f"got {tuple(frame_schedule.shape)}")
-        if schedule.min() < -1 or schedule.max() >= self.base_num_timesteps:
-            raise ValueError(f"frame_schedule levels must lie in [-1, {self.base_num_timesteps - 1}]")
-        increasing = schedule[1:] > schedule[:-1]
-        if increasing.any():
-            step, sample, frame = increasing.nonzero()[0].tolist()
-            raise ValueError(f"frame_schedule rises at step {step} for sample {sample} frame {frame}")
-        if (schedule[-1] != -1).any():
-            frame = (schedule[-1] != -1).nonzero()[0, 1].item()
-            raise ValueError(f"frame_schedule must end clean (-1) for every frame; frame {frame} does not")
-
-        x = noise.to(device) if noise is not None else _randn_like(torch.empty(shape, device=device), generator)
-        if cond_mask is None:
-            cond_mask = torch.zeros(B, N, dtype=torch.bool, device=device)
-        cond_mask = torch.as_tensor(cond_mask, dtype=torch.bool, device=device).expand(B, N)
-        starts_clean = schedule[0] == -1
-        if (starts_clean != cond_mask).any():
-            sample, frame = (starts_clean != cond_mask).nonzero()[0].tolist()
-            raise ValueError(f"sample {sample} frame {frame}: a frame is clean at the first step exactly when it is "
-                             f"a conditioning frame (cond_mask {bool(cond_mask[sample, frame])}, first level "
-                             f"{schedule[0, sample, frame].item()})")
-        if cond_mask.any():
-            if cond_frames is None:
-                raise ValueError("cond_mask marks conditioning frames but cond_frames is None")
-            x = torch.where(_frame_view(cond_mask, x), cond_frames.to(device=device, dtype=x.dtype), x)
-        if cond_noise_level and not 0 <= cond_noise_level < self.base_num_timesteps:
-            raise ValueError(f"cond_noise_level must lie in [0, {self.base_num_timesteps - 1}], got {cond_noise_level}")
-
-        sqrt_ab_cond = self.base_alphas_cumprod_with_clean[cond_noise_level + 1].sqrt().item()
-        for k in tqdm(range(schedule.shape[0] - 1), disable=not progress, desc="VTV sampling"):
-            level_from, level_to = schedule[k], schedule[k + 1]
-            if torch.equal(level_from, level_to):
-                continue
-            model_input, model_timesteps = x, level_from.clamp(min=0)
-            if cond_noise_level > 0:
-                clean = level_from < 0
-                noised = sqrt_ab_cond * x + math.sqrt(1 - sqrt_ab_cond**2) * _randn_like(x, generator)
-                model_input = torch.where(_frame_view(clean, x), noised, x)
-                model_timesteps = torch.where(clean, cond_noise_level, model_timesteps)
-            with torch.no_grad():
-                x = self.vtv_step(model, x, level_from, level_to, method=method, eta=eta, model_kwargs=model_kwargs,
-                                  clip_denoised=clip_denoised, denoised_fn=denoised_fn, model_input=model_input,
-                                  model_timesteps=model_timesteps, generator=generator)
-        return x
-
-    def replacement_sample_loop(self, model, shape, cond_frames, cond_mask, *, method="ddim", eta=0.0, noise=None,
-                                model_kwargs=None, device=None, progress=False, clip_denoised=False,
-                                denoised_fn=None, generator=None):
-        """Frame-conditioned sampling for scalar-timestep models: the "replacement" method (Ho et al. 2022).
-
-        The baseline that VTV conditioning is compared with: a model trained with one t per clip cannot be shown
-        clean frames next to noisy ones, so every frame shares t, and before each step the known frames
-        (cond_mask (B, N) or (N,)) are overwritten with q_sample(cond_frames, t), fresh noise each step. Steps are
-        vtv_step's between neighbouring grid levels, i.e. the respaced DDIM / DDPM step of ddim_sample_loop; with
-        no known frames this is plain sampling. The output holds the known frames exactly.
-        """
-        if device is None:
-            device = noise.device if noise is not None else next(model.parameters()).device
-        B, N = shape[:2]
-        x = noise.to(device) if noise is not None else _randn_like(torch.empty(shape, device=device), generator)
-        known = _frame_view(torch.as_tensor(cond_mask, dtype=torch.bool, device=device).expand(B, N), x)
-        cond_frames = cond_frames.to(device=device, dtype=x.dtype)
-        grid = self.sampling_timesteps  # base level of respaced index k (ascending)
-        for index in tqdm(range(self.num_timesteps)[::-1], disable=not progress, desc="replacement sampling"):
-            t = torch.full((B,), index, device=device, dtype=torch.long)  # respaced index, as q_sample takes it
-            x = torch.where(known, self.q_sample(cond_frames, t, noise=_randn_like(x, generator)), x)
-            level_from = torch.full((B, N), grid[index], device=device, dtype=torch.long)
-            level_to = torch.full_like(level_from, grid[index - 1] if index > 0 else -1)
-            with torch.no_grad():
-                x = self.vtv_step(model, x, level_from, level_to, method=method, eta=eta, model_kwargs=model_kwargs,
-                                  clip_denoised=clip_denoised, denoised_fn=denoised_fn, generator=generator)
-        return torch.where(known, cond_frames, x)
 
     # ------------------------------------------------------------------ training
 

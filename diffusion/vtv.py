@@ -15,28 +15,23 @@ waits. Conditioning frames are -1 in every row and are held at their given value
     long           chunk after chunk, each conditioned on the last M frames of the video so far
     diagonal       FIFO / Diffusion-Forcing streaming: a queue of frames at staggered levels, one clean frame
                    out of the front and one noise frame in at the back per step; unbounded, constant memory
+
+Every preset is one entry of PRESETS (its options, the input files it reads, and the function that builds its
+window or streams its chunks); `sample_video` samples any of them. "Levels" are base-scale timesteps; the
+diffusion's own `num_timesteps` counts its (respaced) steps, `base_num_timesteps` the levels.
 """
 import ast
 import math
 import operator
 from dataclasses import dataclass
+from typing import Callable, Optional
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-PRESETS = ("standard", "i2v", "interpolation", "transition", "next_frame", "progressive", "custom", "long", "diagonal")
-STREAMING_PRESETS = ("long", "diagonal")
-# Options each single-window preset accepts (build_plan keyword arguments).
-PRESET_OPTIONS = {
-    "standard": (),
-    "i2v": ("cond_frame",),
-    "interpolation": ("keyframes",),
-    "transition": ("frames_a", "frames_b"),
-    "next_frame": ("context_frames", "predict_frames"),
-    "progressive": ("mode", "c", "lag"),
-    "custom": ("expression", "frame_expressions"),
-}
+from .gaussian_diffusion import frame_view, randn_like
+
 CLEAN = -1
 
 
@@ -249,7 +244,8 @@ class LevelExpression:
         return _FUNCTIONS[node.func.id](*(self._eval(arg, variables) for arg in node.args))  # ast.Call
 
 
-def expression_schedule(sampling_timesteps, num_frames, expression="t", frame_expressions=None, num_timesteps=1000):
+def expression_schedule(sampling_timesteps, num_frames, expression="t", frame_expressions=None,
+                        base_num_timesteps=1000):
     """A user-written schedule: level of frame i at grid level t = expression(i, t, N, T), rounded half up and
     clamped to [0, T-1]; frame_expressions {index: expression or "clean"} override single frames ("clean" =
     a conditioning frame). Levels must not rise as t falls. Starts from pure noise (warm-up)."""
@@ -269,8 +265,8 @@ def expression_schedule(sampling_timesteps, num_frames, expression="t", frame_ex
     for t in grid:
         row = []
         for frame in range(num_frames):
-            level = per_frame.get(frame, default)(i=frame + 1, t=t, N=num_frames, T=num_timesteps)
-            row.append(min(max(round_half_up(level), 0), num_timesteps - 1))
+            level = per_frame.get(frame, default)(i=frame + 1, t=t, N=num_frames, T=base_num_timesteps)
+            row.append(min(max(round_half_up(level), 0), base_num_timesteps - 1))
         rows.append(row)
     rows.append([CLEAN] * num_frames)
     levels = torch.tensor(rows, dtype=torch.long)
@@ -290,44 +286,6 @@ def expression_schedule(sampling_timesteps, num_frames, expression="t", frame_ex
 
 
 # ----------------------------------------------------------------------------- single-window presets
-
-def build_plan(preset, sampling_timesteps, num_frames, num_timesteps=1000, **options):
-    """The VTVPlan of a single-window preset; options as in PRESET_OPTIONS (None = the preset's default)."""
-    if preset in STREAMING_PRESETS:
-        raise ValueError(f"preset {preset!r} samples chunk after chunk: use iter_long_video / iter_diagonal_video")
-    if preset not in PRESET_OPTIONS:
-        raise ValueError(f"unknown preset {preset!r}; choose one of {PRESETS}")
-    unknown = sorted(set(options) - set(PRESET_OPTIONS[preset]))
-    if unknown:
-        raise ValueError(f"preset {preset!r} takes options {PRESET_OPTIONS[preset]}, not {unknown}")
-    options = {k: v for k, v in options.items() if v is not None}
-    N = num_frames
-    if preset == "standard":
-        return conditioned_schedule(sampling_timesteps, N)
-    if preset == "i2v":
-        return conditioned_schedule(sampling_timesteps, N, [options.get("cond_frame", 0)], "cond_frame")
-    if preset == "interpolation":
-        keyframes = list(options.get("keyframes", [0, N - 1]))
-        if not keyframes:
-            raise ValueError("interpolation: keyframes is empty; give at least one frame index")
-        return conditioned_schedule(sampling_timesteps, N, keyframes, "keyframes")
-    if preset == "transition":
-        frames_a, frames_b = transition_split(N, options.get("frames_a", 4), options.get("frames_b", 4))
-        return conditioned_schedule(sampling_timesteps, N, list(range(frames_a)) + list(range(N - frames_b, N)),
-                                    "frames_a/frames_b")
-    if preset == "next_frame":
-        context, predict = next_frame_split(N, options.get("context_frames"), options.get("predict_frames", 1))
-        return conditioned_schedule(sampling_timesteps, context + predict, range(context), "context_frames")
-    if preset == "progressive":
-        mode = options.get("mode", "scale")
-        if mode == "scale":
-            return progressive_schedule(sampling_timesteps, N, options.get("c", 0.2))
-        if mode == "lag":
-            return lag_schedule(sampling_timesteps, N, options.get("lag", 1))
-        raise ValueError(f"progressive mode must be 'scale' or 'lag', got {mode!r}")
-    return expression_schedule(sampling_timesteps, N, options.get("expression", "t"),
-                               options.get("frame_expressions"), num_timesteps)
-
 
 def transition_split(num_frames, frames_a, frames_b):
     """Window layout [last frames_a of A | generated gap | first frames_b of B]."""
@@ -350,6 +308,101 @@ def next_frame_split(num_frames, context_frames, predict_frames):
         raise ValueError(f"next_frame: context_frames + predict_frames = {context + predict_frames} exceeds the "
                          f"model's {num_frames} frames")
     return context, predict_frames
+
+
+# ----------------------------------------------------------------------------- sampling one window
+
+def sample_window(diffusion, model, shape, frame_schedule, *, method="ddim", eta=0.0, cond_frames=None,
+                    cond_mask=None, cond_noise_level=0, noise=None, model_kwargs=None, device=None,
+                    progress=False, clip_denoised=False, denoised_fn=None, generator=None):
+    """Sample with a per-step, per-frame schedule of base-scale levels (-1 = clean).
+
+    frame_schedule: (S + 1, N) or (S + 1, B, N); step k moves frames from row k to row k + 1, and the last
+    row must be all -1. cond_frames (B, N, C, H, W) with cond_mask (B, N): those frames stay at their given
+    values at every step and in the output. The model sees clean frames at timestep 0, or noised to
+    cond_noise_level with fresh noise each step when cond_noise_level > 0 (stabilization).
+    """
+    if device is None:
+        device = noise.device if noise is not None else next(model.parameters()).device
+    B, N = shape[:2]
+    schedule = torch.as_tensor(frame_schedule, dtype=torch.long, device=device)
+    if schedule.ndim == 2:
+        schedule = schedule[:, None, :].expand(-1, B, -1)
+    if schedule.ndim != 3 or schedule.shape[1:] != (B, N) or schedule.shape[0] < 2:
+        raise ValueError(f"frame_schedule must be (S+1, {N}) or (S+1, {B}, {N}) with S >= 1, "
+                         f"got {tuple(frame_schedule.shape)}")
+    if schedule.min() < -1 or schedule.max() >= diffusion.base_num_timesteps:
+        raise ValueError(f"frame_schedule levels must lie in [-1, {diffusion.base_num_timesteps - 1}]")
+    increasing = schedule[1:] > schedule[:-1]
+    if increasing.any():
+        step, sample, frame = increasing.nonzero()[0].tolist()
+        raise ValueError(f"frame_schedule rises at step {step} for sample {sample} frame {frame}")
+    if (schedule[-1] != -1).any():
+        frame = (schedule[-1] != -1).nonzero()[0, 1].item()
+        raise ValueError(f"frame_schedule must end clean (-1) for every frame; frame {frame} does not")
+
+    x = noise.to(device) if noise is not None else randn_like(torch.empty(shape, device=device), generator)
+    if cond_mask is None:
+        cond_mask = torch.zeros(B, N, dtype=torch.bool, device=device)
+    cond_mask = torch.as_tensor(cond_mask, dtype=torch.bool, device=device).expand(B, N)
+    starts_clean = schedule[0] == -1
+    if (starts_clean != cond_mask).any():
+        sample, frame = (starts_clean != cond_mask).nonzero()[0].tolist()
+        raise ValueError(f"sample {sample} frame {frame}: a frame is clean at the first step exactly when it is "
+                         f"a conditioning frame (cond_mask {bool(cond_mask[sample, frame])}, first level "
+                         f"{schedule[0, sample, frame].item()})")
+    if cond_mask.any():
+        if cond_frames is None:
+            raise ValueError("cond_mask marks conditioning frames but cond_frames is None")
+        x = torch.where(frame_view(cond_mask, x), cond_frames.to(device=device, dtype=x.dtype), x)
+    if cond_noise_level and not 0 <= cond_noise_level < diffusion.base_num_timesteps:
+        raise ValueError(f"cond_noise_level must lie in [0, {diffusion.base_num_timesteps - 1}], "
+                         f"got {cond_noise_level}")
+
+    sqrt_ab_cond = diffusion.base_alphas_cumprod_with_clean[cond_noise_level + 1].sqrt().item()
+    for k in tqdm(range(schedule.shape[0] - 1), disable=not progress, desc="VTV sampling"):
+        level_from, level_to = schedule[k], schedule[k + 1]
+        if torch.equal(level_from, level_to):
+            continue
+        model_input, model_timesteps = x, level_from.clamp(min=0)
+        if cond_noise_level > 0:
+            clean = level_from < 0
+            noised = sqrt_ab_cond * x + math.sqrt(1 - sqrt_ab_cond**2) * randn_like(x, generator)
+            model_input = torch.where(frame_view(clean, x), noised, x)
+            model_timesteps = torch.where(clean, cond_noise_level, model_timesteps)
+        with torch.no_grad():
+            x = diffusion.vtv_step(model, x, level_from, level_to, method=method, eta=eta, model_kwargs=model_kwargs,
+                              clip_denoised=clip_denoised, denoised_fn=denoised_fn, model_input=model_input,
+                              model_timesteps=model_timesteps, generator=generator)
+    return x
+
+def replacement_sample(diffusion, model, shape, cond_frames, cond_mask, *, method="ddim", eta=0.0, noise=None,
+                            model_kwargs=None, device=None, progress=False, clip_denoised=False,
+                            denoised_fn=None, generator=None):
+    """Frame-conditioned sampling for scalar-timestep models: the "replacement" method (Ho et al. 2022).
+
+    The baseline that VTV conditioning is compared with: a model trained with one t per clip cannot be shown
+    clean frames next to noisy ones, so every frame shares t, and before each step the known frames
+    (cond_mask (B, N) or (N,)) are overwritten with q_sample(cond_frames, t), fresh noise each step. Steps are
+    vtv_step's between neighbouring grid levels, i.e. the respaced DDIM / DDPM step of ddim_sample_loop; with
+    no known frames this is plain sampling. The output holds the known frames exactly.
+    """
+    if device is None:
+        device = noise.device if noise is not None else next(model.parameters()).device
+    B, N = shape[:2]
+    x = noise.to(device) if noise is not None else randn_like(torch.empty(shape, device=device), generator)
+    known = frame_view(torch.as_tensor(cond_mask, dtype=torch.bool, device=device).expand(B, N), x)
+    cond_frames = cond_frames.to(device=device, dtype=x.dtype)
+    grid = diffusion.sampling_timesteps  # base level of respaced index k (ascending)
+    for index in tqdm(range(diffusion.num_timesteps)[::-1], disable=not progress, desc="replacement sampling"):
+        t = torch.full((B,), index, device=device, dtype=torch.long)  # respaced index, as q_sample takes it
+        x = torch.where(known, diffusion.q_sample(cond_frames, t, noise=randn_like(x, generator)), x)
+        level_from = torch.full((B, N), grid[index], device=device, dtype=torch.long)
+        level_to = torch.full_like(level_from, grid[index - 1] if index > 0 else -1)
+        with torch.no_grad():
+            x = diffusion.vtv_step(model, x, level_from, level_to, method=method, eta=eta, model_kwargs=model_kwargs,
+                              clip_denoised=clip_denoised, denoised_fn=denoised_fn, generator=generator)
+    return torch.where(known, cond_frames, x)
 
 
 # ----------------------------------------------------------------------------- long video (chunk after chunk)
@@ -375,10 +428,6 @@ def plan_long_video(num_frames, context_frames, length, given_frames=0):
     return windows
 
 
-def default_noise_fn(batch_size, frame_shape, device):
-    return lambda num: torch.randn(batch_size, num, *frame_shape, device=device)
-
-
 def iter_long_video(diffusion, model, shape, length, context_frames, *, given=None, method="ddim", eta=0.0,
                     cond_noise_level=0, model_kwargs=None, noise_fn=None, device=None, output_device="cpu",
                     clip_denoised=False, progress=False, generator=None):
@@ -390,7 +439,7 @@ def iter_long_video(diffusion, model, shape, length, context_frames, *, given=No
     """
     batch_size, num_frames, *frame_shape = shape
     device = torch.device(device) if device is not None else next(model.parameters()).device
-    noise_fn = noise_fn or default_noise_fn(batch_size, frame_shape, device)
+    noise_fn = noise_fn or frame_noise(batch_size, frame_shape, device)
     given_frames = 0 if given is None else given.shape[1]
     windows = plan_long_video(num_frames, context_frames, length, given_frames)
     tail = torch.zeros(batch_size, 0, *frame_shape, device=device)
@@ -401,8 +450,8 @@ def iter_long_video(diffusion, model, shape, length, context_frames, *, given=No
         plan = conditioned_schedule(diffusion.sampling_timesteps, context + new, range(context), "context_frames")
         cond_frames = torch.cat([tail[:, tail.shape[1] - context:],
                                  torch.zeros(batch_size, new, *frame_shape, device=device)], dim=1)
-        window = diffusion.vtv_sample_loop(
-            model, (batch_size, context + new, *frame_shape), plan.frame_schedule, method=method, eta=eta,
+        window = sample_window(
+            diffusion, model, (batch_size, context + new, *frame_shape), plan.frame_schedule, method=method, eta=eta,
             cond_frames=cond_frames, cond_mask=plan.cond_mask.to(device), cond_noise_level=cond_noise_level,
             noise=noise_fn(context + new), model_kwargs=model_kwargs, device=device, clip_denoised=clip_denoised,
             generator=generator)
@@ -464,7 +513,7 @@ def iter_diagonal_video(diffusion, model, shape, length=None, partitions=1, *, m
     """
     batch_size, num_frames, *frame_shape = shape
     device = torch.device(device) if device is not None else next(model.parameters()).device
-    noise_fn = noise_fn or default_noise_fn(batch_size, frame_shape, device)
+    noise_fn = noise_fn or frame_noise(batch_size, frame_shape, device)
     queue_length = partitions * num_frames
     levels = torch.tensor([CLEAN] + diagonal_levels(diffusion.sampling_timesteps, queue_length), device=device)
     steady = torch.arange(1, queue_length + 1, device=device)  # level index of each position before a step
@@ -514,3 +563,197 @@ def diagonal_video_schedule(sampling_timesteps, num_frames, length, partitions=1
         row = np.where(position < 0, 0, np.where(position <= queue_length, position, -2))
         index[queue_length + step] = row
     return np.where(index == -2, np.nan, levels[index.clip(0)])
+
+
+# ----------------------------------------------------------------------------- the presets
+
+def standard_plan(grid, num_frames, base_num_timesteps):
+    return conditioned_schedule(grid, num_frames)
+
+
+def i2v_plan(grid, num_frames, base_num_timesteps, cond_frame):
+    return conditioned_schedule(grid, num_frames, [cond_frame], "cond_frame")
+
+
+def interpolation_plan(grid, num_frames, base_num_timesteps, keyframes):
+    keyframes = list(keyframes) if keyframes is not None else [0, num_frames - 1]
+    if not keyframes:
+        raise ValueError("interpolation: keyframes is empty; give at least one frame index")
+    return conditioned_schedule(grid, num_frames, keyframes, "keyframes")
+
+
+def transition_plan(grid, num_frames, base_num_timesteps, frames_a, frames_b):
+    frames_a, frames_b = transition_split(num_frames, frames_a, frames_b)
+    clean = list(range(frames_a)) + list(range(num_frames - frames_b, num_frames))
+    return conditioned_schedule(grid, num_frames, clean, "frames_a/frames_b")
+
+
+def transition_window(clips, num_frames, frames_a, frames_b):
+    """[last frames_a of clip A | gap | first frames_b of clip B]; the gap's values are never used."""
+    clip_a, clip_b = clips
+    gap = torch.zeros_like(clip_a[:, : num_frames - frames_a - frames_b])
+    return torch.cat([clip_a[:, clip_a.shape[1] - frames_a:], gap, clip_b[:, :frames_b]], dim=1)
+
+
+def next_frame_plan(grid, num_frames, base_num_timesteps, context_frames, predict_frames):
+    context, predict = next_frame_split(num_frames, context_frames, predict_frames)
+    return conditioned_schedule(grid, context + predict, range(context), "context_frames")
+
+
+def progressive_plan(grid, num_frames, base_num_timesteps, progressive_mode, progressive_c, progressive_lag):
+    if progressive_mode == "scale":
+        return progressive_schedule(grid, num_frames, progressive_c)
+    if progressive_mode == "lag":
+        return lag_schedule(grid, num_frames, progressive_lag)
+    raise ValueError(f"progressive mode must be 'scale' or 'lag', got {progressive_mode!r}")
+
+
+def custom_plan(grid, num_frames, base_num_timesteps, expression, frame_expressions):
+    return expression_schedule(grid, num_frames, expression, frame_expressions, base_num_timesteps)
+
+
+HEATMAP_FRAMES = 64  # streamed presets' schedules (the heatmaps) show the first frames only
+
+
+def long_stream(diffusion, model_fn, shape, clips, sampler, length, context_frames):
+    num_frames = shape[1]
+    context = context_frames if context_frames is not None else num_frames // 2
+    given = clips[0] if clips else None
+    given_frames = 0 if given is None else given.shape[1]
+    schedule = long_video_schedule(diffusion.sampling_timesteps, num_frames, context, length, given_frames,
+                                   max_frames=HEATMAP_FRAMES)
+    return schedule, iter_long_video(diffusion, model_fn, shape, length, context, given=given, **sampler)
+
+
+def diagonal_stream(diffusion, model_fn, shape, clips, sampler, length, partitions):
+    grid = diffusion.sampling_timesteps
+    partitions = partitions if partitions is not None else max(1, len(grid) // shape[1])
+    schedule = diagonal_video_schedule(grid, shape[1], length, partitions, max_frames=HEATMAP_FRAMES)
+    sampler = {key: value for key, value in sampler.items() if key != "cond_noise_level"}  # nothing is given
+    return schedule, iter_diagonal_video(diffusion, model_fn, shape, length, partitions, **sampler)
+
+
+@dataclass(frozen=True)
+class Preset:
+    """How one preset samples: a single window (`plan`) or chunk after chunk (`stream`).
+
+    plan(grid, num_frames, base_num_timesteps, **options) -> VTVPlan; its clean frames are taken from the clips,
+    placed by window(clips, num_frames, **options) (default: the first clip's first frames).
+    stream(diffusion, model_fn, shape, clips, sampler, **options) -> (schedule, chunks).
+    clips: the clips it conditions on, in order (a single-window preset samples a missing one with `standard`);
+    input_keys: the sample config keys whose files provide them.
+    """
+
+    options: tuple = ()
+    input_keys: tuple = ()
+    clips: int = 1
+    plan: Optional[Callable] = None
+    window: Optional[Callable] = None
+    stream: Optional[Callable] = None
+
+
+# Each option's default, shared by the presets that take it and by the sample config (None: see the preset).
+OPTION_DEFAULTS = {
+    "cond_frame": 0, "keyframes": None, "frames_a": 4, "frames_b": 4, "context_frames": None, "predict_frames": 1,
+    "progressive_mode": "scale", "progressive_c": 0.2, "progressive_lag": 1, "expression": "t",
+    "frame_expressions": {}, "length": 128, "partitions": None,
+}
+PRESETS = {
+    "standard": Preset(plan=standard_plan),
+    "i2v": Preset(("cond_frame",), ("image",), plan=i2v_plan),
+    "interpolation": Preset(("keyframes",), ("first_image", "last_image", "keyframe_images", "video"),
+                            plan=interpolation_plan),
+    "transition": Preset(("frames_a", "frames_b"), ("video_a", "video_b"), clips=2, plan=transition_plan,
+                         window=transition_window),
+    "next_frame": Preset(("context_frames", "predict_frames"), ("video",), plan=next_frame_plan),
+    "progressive": Preset(("progressive_mode", "progressive_c", "progressive_lag"), plan=progressive_plan),
+    "custom": Preset(("expression", "frame_expressions"), ("video",), plan=custom_plan),
+    "long": Preset(("length", "context_frames"), ("video",), stream=long_stream),
+    "diagonal": Preset(("length", "partitions"), stream=diagonal_stream),
+}
+
+
+def preset_options(preset, options=None):
+    """The preset's options: those given (None or missing: the default), refusing any it does not take."""
+    if preset not in PRESETS:
+        raise ValueError(f"unknown preset {preset!r}; choose one of {list(PRESETS)}")
+    options = dict(options or {})
+    unknown = sorted(set(options) - set(PRESETS[preset].options))
+    if unknown:
+        raise ValueError(f"preset {preset!r} takes options {PRESETS[preset].options}, not {unknown}")
+    return {name: options[name] if options.get(name) is not None else OPTION_DEFAULTS[name]
+            for name in PRESETS[preset].options}
+
+
+def build_plan(preset, sampling_timesteps, num_frames, base_num_timesteps=1000, **options):
+    """The VTVPlan of a single-window preset."""
+    options = preset_options(preset, options)
+    if PRESETS[preset].plan is None:
+        raise ValueError(f"preset {preset!r} samples chunk after chunk: use sample_video")
+    return PRESETS[preset].plan(sampling_timesteps, num_frames, base_num_timesteps, **options)
+
+
+def output_length(preset, num_frames, options=None):
+    """Frames in each video the preset writes."""
+    options = preset_options(preset, options)
+    if PRESETS[preset].stream is not None:
+        return options["length"]
+    return build_plan(preset, [0], num_frames, **options).num_frames
+
+
+def default_clip_denoised(in_channels):
+    """Clip x0 estimates to [-1, 1] for pixel models (3 channels, as IDDPM), not for latent ones (unbounded)."""
+    return in_channels == 3
+
+
+def frame_noise(batch_size, frame_shape, device, generators=None):
+    """noise_fn(n) -> (B, n, *frame_shape): from the global RNG, or each video from its own generator, so
+    batching does not change a video."""
+    if generators is None:
+        return lambda num: torch.randn(batch_size, num, *frame_shape, device=device)
+    return lambda num: torch.stack([torch.randn(num, *frame_shape, generator=g, device=device) for g in generators])
+
+
+def sample_video(diffusion, model_fn, preset, shape, *, options=None, clips=(), noise_fn=None, method="ddim",
+                 eta=0.0, model_kwargs=None, device=None, generator=None, clip_denoised=False, cond_noise_level=0,
+                 progress=False):
+    """Sample a batch with any preset: (schedule, chunks).
+
+    schedule: the level matrix drawn as the heatmap (rows = steps, columns = frames; -1 clean, NaN not started);
+    chunks: an iterator of (B, k, C, H, W) on the CPU that make up the videos (one chunk for single-window
+    presets; streamed ones hold only a window on `device`). shape (B, N, C, H, W), N the model's window.
+    clips: model-space clips (1 or B, N, C, H, W) the preset conditions on, in its order; a missing one (None, or
+    past the list's end) is sampled with `standard` first (streamed presets start from noise instead).
+    generator: one, or one per video, for the sampler's own draws; noise_fn(n) gives initial noise for n frames.
+    """
+    batch_size, num_frames, *frame_shape = shape
+    device = torch.device(device) if device is not None else next(model_fn.parameters()).device
+    noise_fn = noise_fn or frame_noise(batch_size, frame_shape, device)
+    options = preset_options(preset, options)
+    clips = [None if clip is None else clip.to(device).expand(batch_size, *clip.shape[1:]) for clip in clips]
+    sampler = dict(method=method, eta=eta, model_kwargs=model_kwargs, device=device, generator=generator,
+                   clip_denoised=clip_denoised, noise_fn=noise_fn, cond_noise_level=cond_noise_level,
+                   progress=progress)
+    if PRESETS[preset].stream is not None:
+        return PRESETS[preset].stream(diffusion, model_fn, shape, clips, sampler, **options)
+    return sample_single_window(diffusion, model_fn, preset, shape, options, clips, sampler)
+
+
+def sample_single_window(diffusion, model_fn, preset, shape, options, clips, sampler):
+    batch_size, num_frames, *frame_shape = shape
+    plan = PRESETS[preset].plan(diffusion.sampling_timesteps, num_frames, diffusion.base_num_timesteps, **options)
+    noise_fn = sampler.pop("noise_fn")
+    cond_frames = None
+    if plan.cond_mask.any():
+        clips = list(clips) + [None] * (PRESETS[preset].clips - len(clips))
+        for index in range(PRESETS[preset].clips):
+            if clips[index] is None:
+                _, (clip,) = sample_single_window(diffusion, model_fn, "standard", shape, {}, [],
+                                                  {**sampler, "noise_fn": noise_fn, "progress": False})
+                clips[index] = clip.to(sampler["device"])
+        window = PRESETS[preset].window
+        cond_frames = window(clips, num_frames, **options) if window else clips[0][:, : plan.num_frames]
+    video = sample_window(diffusion, model_fn, (batch_size, plan.num_frames, *frame_shape), plan.frame_schedule,
+                          cond_frames=cond_frames, cond_mask=plan.cond_mask.to(sampler["device"]),
+                          noise=noise_fn(plan.num_frames), **sampler)
+    return plan.frame_schedule.numpy(), iter([video.cpu()])

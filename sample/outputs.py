@@ -9,17 +9,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 import numpy as np  # noqa: E402
-import torch  # noqa: E402
 from PIL import Image  # noqa: E402
-
-
-def video_to_uint8(video):
-    """(N, C, H, W) float in [-1, 1] -> np.uint8 (N, H, W, C); inverts x = u / 127.5 - 1 exactly."""
-    if video.ndim != 4 or video.shape[1] not in (1, 3):
-        raise ValueError(f"video_to_uint8 expects (N, C, H, W) with C = 1 or 3, got shape {tuple(video.shape)}")
-    video = torch.as_tensor(video).detach().float().cpu()
-    frames = ((video + 1) * 127.5).round().clamp(0, 255).to(torch.uint8)
-    return frames.permute(0, 2, 3, 1).numpy()  # (N, H, W, C)
 
 
 def _as_rgb(frames_uint8):
@@ -117,12 +107,6 @@ class Mp4Writer:
         if self._encoder is not None:
             self._encoder.close()
             self._encoder = None
-
-
-def save_mp4(frames_uint8, path, fps=8, lossless=False):
-    writer = Mp4Writer(path, fps, lossless)
-    writer.write(frames_uint8)
-    writer.close()
 
 
 class VideoWriter:

@@ -8,7 +8,9 @@ import pytest
 
 import train_video
 from configs import merge_config
-from sample import sample, sample_ddp
+from sample import config as sample_config
+from sample import generate, sample_ddp
+from training import TrainConfig
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -22,13 +24,13 @@ def test_unreadable_yaml_names_the_file_and_line(tmp_path, text, message):
     path = tmp_path / "broken.yaml"
     path.write_text(text)
     with pytest.raises(ValueError, match=f"^config file {re.escape(str(path))}: {message}"):
-        merge_config(sample.SampleConfig, path)
+        merge_config(sample_config.SampleConfig, path)
 
 
 def test_int_keyed_dicts_take_string_keys_from_yaml_too(tmp_path):
     path = tmp_path / "custom.yaml"
     path.write_text("preset: custom\nframe_expressions:\n  '0': clean\n  -1: t\n")
-    assert dict(merge_config(sample.SampleConfig, path).frame_expressions) == {0: "clean", -1: "t"}
+    assert dict(merge_config(sample_config.SampleConfig, path).frame_expressions) == {0: "clean", -1: "t"}
 
 
 def documented_comments(schema):
@@ -45,10 +47,10 @@ def command_line_spelling(value):
 
 
 @pytest.mark.parametrize("schema,main", [
-    (train_video.TrainConfig, train_video.parse_args),
-    (sample.SampleConfig, sample.main),
-    (sample_ddp.EvalConfig, sample_ddp.main),
-], ids=["train_video", "sample", "sample_ddp"])
+    (TrainConfig, train_video.main),
+    (sample_config.SampleConfig, generate.main),
+    (sample_config.EvalConfig, sample_ddp.main),
+], ids=["train_video", "generate", "sample_ddp"])
 def test_help_lists_every_key_with_its_default_and_comment(capsys, schema, main):
     with pytest.raises(SystemExit) as exit_info:
         main(["--help"])
@@ -71,7 +73,7 @@ def test_help_lists_every_key_with_its_default_and_comment(capsys, schema, main)
 def test_help_keeps_continued_comments_with_their_key_and_section_headers_apart():
     from configs import config_help
 
-    help_text = config_help(sample_ddp.EvalConfig)
+    help_text = config_help(sample_config.EvalConfig)
     ckpt = help_text.split("\n  ckpt=null\n")[1].split("\n  weights=")[0]
     assert ckpt.splitlines() == ["      ours (<step>.pt, <step>-ema.safetensors, or a checkpoints/ folder: newest),",
                                  "      a converted Latte/FVDM .pt, or null = random-init model (smoke runs)"]

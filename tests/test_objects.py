@@ -8,10 +8,10 @@ from PIL import Image
 from scipy import ndimage
 
 from datasets.bouncing import BACKGROUND, PALETTE, SHAPE_EXTENT, SHAPES, BouncingShapes, object_centers, render_scene
-from sample.outputs import video_to_uint8
 from tools.metrics.objects import fit_bouncing_axis, object_statistics, read_frame, scene_truth, task_scores
 from tools.object_metrics import main as object_metrics_main
 from tools.object_metrics import read_video_folders, real_videos
+from tools.runtime import video_to_uint8
 
 GREY = round(float(BACKGROUND) * 255)
 VIDEO_SCORES = ("videos_keep_object", "videos_keep_colour", "videos_keep_shape", "videos_move_plausibly",
@@ -79,7 +79,8 @@ def test_noise_blank_saturated_and_two_object_frames_score_near_zero():
 
 
 def test_a_random_init_model_scores_near_zero():
-    from sample.sample import create_sampling_diffusion, load_config, load_model_for_sampling, run_preset
+    from sample.config import load_config
+    from sample.sampling import create_sampling_diffusion, load_model_for_sampling, run_preset
 
     cfg = load_config(None, ["model=Latte-T/4", "image_size=16", "num_frames=8", "num_classes=0", "learn_sigma=true",
                              "sample_method=ddpm", "num_sampling_steps=10", "progress=false"])

@@ -1,4 +1,4 @@
-"""sample/sample.py and sample/sample_ddp.py end to end on tiny models: every preset from the CLI, held frames
+"""sample/generate.py and sample/sample_ddp.py end to end on tiny models: every preset from the CLI, held frames
 pixel-exact through files, checkpoint/config resolution, guidance, per-video seeds, resumable evaluation."""
 import json
 import os
@@ -15,7 +15,8 @@ from PIL import Image
 
 from diffusion import vtv
 from models import create_model
-from sample import sample, sample_ddp
+from sample import config as sample_config
+from sample import generate, sample_ddp, sampling
 
 REPO = Path(__file__).resolve().parents[1]
 MODEL_CONFIG = {"model": "Latte-T/4", "image_size": 8, "num_frames": 8, "num_classes": 0, "learn_sigma": True,
@@ -52,7 +53,7 @@ def run_cli(tmp_path, *overrides, ckpt=None):
         argv += [f"{k}={'null' if v is None else v}" for k, v in MODEL_CONFIG.items() if k != "vae"]
     else:
         argv.append(f"ckpt={ckpt}")
-    sample.main(argv)
+    generate.main(argv)
 
 
 def read_png(path):
@@ -103,13 +104,13 @@ def test_preset_all_writes_what_each_preset_writes_alone(tmp_path, checkpoint):
                 assert np.array_equal(read_png(frame), read_png(tmp_path / "alone" / preset / video / "frames" /
                                                                frame.name)), (preset, video, frame.name)
     with pytest.raises(ValueError, match="preset"):
-        sample_ddp.load_eval_config(None, ["preset=all"])
+        sample_config.load_eval_config(None, ["preset=all"])
 
 
 def test_script_runs_as_a_command(tmp_path):
     config = tmp_path / "tiny.yaml"
     OmegaConf.save(OmegaConf.create({k: v for k, v in MODEL_CONFIG.items() if k != "vae"}), config)
-    result = subprocess.run([sys.executable, "sample/sample.py", "--config", str(config), "preset=i2v",
+    result = subprocess.run([sys.executable, "sample/generate.py", "--config", str(config), "preset=i2v",
                              f"save_dir={tmp_path}", *RUN], cwd=REPO, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "i2v" / "0001" / "frames" / "0007.png").is_file()
@@ -162,34 +163,24 @@ def test_long_continues_a_given_video_and_transition_joins_two(tmp_path, checkpo
     assert np.array_equal(read_png(transition / "0007.png"), clips["b"][2])
 
 
-def tiny_vae_dir(path):
-    from diffusers.models import AutoencoderKL
-
-    torch.manual_seed(0)
-    AutoencoderKL(block_out_channels=(32, 32, 32, 32), down_block_types=("DownEncoderBlock2D",) * 4,
-                  up_block_types=("UpDecoderBlock2D",) * 4, latent_channels=4, layers_per_block=1,
-                  norm_num_groups=8, sample_size=32).save_pretrained(path)
-    return path
-
-
-def test_latent_model_holds_the_encoded_frame_exactly(tmp_path):
+def test_latent_model_holds_the_encoded_frame_exactly(tmp_path, tiny_vae_dir):
     vae_dir = tiny_vae_dir(tmp_path / "vae")
     config = {**MODEL_CONFIG, "image_size": 32, "vae": str(vae_dir), "model": "Latte-T/2"}
     ckpt = tmp_path / "0000005.pt"
     torch.save({"ema": random_latte(3, **config).state_dict(), "config": config}, ckpt)
     image = tmp_path / "frame.png"
     Image.fromarray(np.random.default_rng(2).integers(0, 256, (40, 48, 3), dtype=np.uint8)).save(image)
-    cfg = sample.load_config(None, [f"ckpt={ckpt}", "preset=i2v", f"image={image}", "cond_frame=2",
+    cfg = sample_config.load_config(None, [f"ckpt={ckpt}", "preset=i2v", f"image={image}", "cond_frame=2",
                                     "num_sampling_steps=3", "progress=false"])
-    model, vae, settings = sample.load_model_for_sampling(cfg)
+    model, vae, settings = sampling.load_model_for_sampling(cfg)
     assert vae is not None and model.in_channels == 4 and model.input_size == 4
-    inputs = sample.load_preset_inputs(cfg, settings, vae)
-    diffusion = sample.create_sampling_diffusion(cfg, settings)
-    _, chunks = sample.run_preset(model, diffusion, cfg, batch_size=2, inputs=inputs)
+    inputs = sampling.load_preset_inputs(cfg, settings, vae)
+    diffusion = sampling.create_sampling_diffusion(cfg, settings)
+    _, chunks = sampling.run_preset(model, diffusion, cfg, batch_size=2, clips=inputs)
     (latents,) = list(chunks)
     assert latents.shape == (2, 8, 4, 4, 4)
-    assert torch.equal(latents[:, 2], inputs["clip"][:, 2].expand(2, -1, -1, -1))
-    sample.write_videos(*sample.run_preset(model, diffusion, cfg, batch_size=1, inputs=inputs),
+    assert torch.equal(latents[:, 2], inputs[0][:, 2].expand(2, -1, -1, -1))
+    sampling.write_videos(*sampling.run_preset(model, diffusion, cfg, batch_size=1, clips=inputs),
                         [tmp_path / "out"], vae, "cpu", length=8)
     assert read_png(tmp_path / "out" / "frames" / "0002.png").shape == (32, 32, 3)
 
@@ -198,10 +189,10 @@ def test_pixel_models_clip_x0_estimates_by_default(checkpoint):
     """A pixel model's DDIM ends on a clamped x0 estimate, so its videos lie in [-1, 1]; unclamped they need not."""
     ranges = {}
     for clip in ("null", "false"):
-        cfg = sample.load_config(None, [f"ckpt={checkpoint}", "num_sampling_steps=3", f"clip_denoised={clip}"])
-        model, _, settings = sample.load_model_for_sampling(cfg)
+        cfg = sample_config.load_config(None, [f"ckpt={checkpoint}", "num_sampling_steps=3", f"clip_denoised={clip}"])
+        model, _, settings = sampling.load_model_for_sampling(cfg)
         torch.manual_seed(0)
-        _, chunks = sample.run_preset(model, sample.create_sampling_diffusion(cfg, settings), cfg, batch_size=2)
+        _, chunks = sampling.run_preset(model, sampling.create_sampling_diffusion(cfg, settings), cfg, batch_size=2)
         ranges[clip] = next(chunks).abs().max().item()
     assert ranges["null"] <= 1.0 < ranges["false"]
 
@@ -209,21 +200,22 @@ def test_pixel_models_clip_x0_estimates_by_default(checkpoint):
 # ----------------------------------------------------------------------------- checkpoints and config
 
 def test_checkpoint_config_and_weights_selection(tmp_path, checkpoint):
-    cfg = sample.load_config(None, [f"ckpt={checkpoint}"])
-    model, vae, settings = sample.load_model_for_sampling(cfg)
+    cfg = sample_config.load_config(None, [f"ckpt={checkpoint}"])
+    model, vae, settings = sampling.load_model_for_sampling(cfg)
     assert vae is None and settings["model"] == "Latte-T/4" and settings["num_frames"] == 8
     ema = torch.load(checkpoint, weights_only=True)["ema"]
     raw = torch.load(checkpoint, weights_only=True)["model"]
     assert torch.equal(model.final_layer.linear.weight, ema["final_layer.linear.weight"])
-    model, _, _ = sample.load_model_for_sampling(sample.load_config(None, [f"ckpt={checkpoint}", "weights=model"]))
+    cfg = sample_config.load_config(None, [f"ckpt={checkpoint}", "weights=model"])
+    model, _, _ = sampling.load_model_for_sampling(cfg)
     assert torch.equal(model.final_layer.linear.weight, raw["final_layer.linear.weight"])
 
     with pytest.raises(ValueError, match="'num_frames' = 16 contradicts the checkpoint's 8"):
-        sample.load_model_for_sampling(sample.load_config(None, [f"ckpt={checkpoint}", "num_frames=16"]))
+        sampling.load_model_for_sampling(sample_config.load_config(None, [f"ckpt={checkpoint}", "num_frames=16"]))
     with pytest.raises(ValueError, match="'model' must be set: ckpt is null"):
-        sample.load_model_for_sampling(sample.load_config(None, []))
+        sampling.load_model_for_sampling(sample_config.load_config(None, []))
     with pytest.raises(FileNotFoundError, match="no_such.pt"):
-        sample.load_model_for_sampling(sample.load_config(None, [f"ckpt={tmp_path / 'no_such.pt'}"]))
+        sampling.load_model_for_sampling(sample_config.load_config(None, [f"ckpt={tmp_path / 'no_such.pt'}"]))
 
 
 def test_checkpoint_folder_picks_newest_and_reads_safetensors_metadata(tmp_path, checkpoint):
@@ -235,8 +227,8 @@ def test_checkpoint_folder_picks_newest_and_reads_safetensors_metadata(tmp_path,
     (folder / "0000020.pt").write_bytes(checkpoint.read_bytes())
     ema = random_latte(7).state_dict()
     save_file(ema, str(folder / "0000020-ema.safetensors"), metadata={"config": json.dumps(MODEL_CONFIG)})
-    assert sample.read_sampling_checkpoint(folder)[0].name == "0000020-ema.safetensors"
-    model, _, settings = sample.load_model_for_sampling(sample.load_config(None, [f"ckpt={folder}"]))
+    assert sampling.read_sampling_checkpoint(folder)[0].name == "0000020-ema.safetensors"
+    model, _, settings = sampling.load_model_for_sampling(sample_config.load_config(None, [f"ckpt={folder}"]))
     assert settings["ckpt"].endswith("0000020-ema.safetensors")
     assert torch.equal(model.final_layer.linear.weight, ema["final_layer.linear.weight"])
 
@@ -245,32 +237,33 @@ def test_bare_state_dict_asks_for_the_model_keys_and_a_wrong_size_one_names_its_
     bare = tmp_path / "converted_latte.pt"
     torch.save(random_latte(3).state_dict(), bare)  # Latte-T/4 weights, no stored training config
     with pytest.raises(ValueError) as error:
-        sample.load_model_for_sampling(sample.load_config(None, [f"ckpt={bare}"]))
+        sampling.load_model_for_sampling(sample_config.load_config(None, [f"ckpt={bare}"]))
     assert str(error.value) == (
         f"config key 'model' must be set: checkpoint {bare} stores no training config (a bare state dict, e.g. a "
         "converted Latte/FVDM checkpoint); set the model keys model=... image_size=... num_frames=... "
         "num_classes=... learn_sigma=...")
 
-    model_keys = [f"{k}={v}" for k, v in MODEL_CONFIG.items() if k in sample.MODEL_KEYS]
-    model, _, _ = sample.load_model_for_sampling(sample.load_config(None, [f"ckpt={bare}", *model_keys]))
+    model_keys = [f"{k}={v}" for k, v in MODEL_CONFIG.items() if k in sampling.MODEL_KEYS]
+    model, _, _ = sampling.load_model_for_sampling(sample_config.load_config(None, [f"ckpt={bare}", *model_keys]))
     saved = torch.load(bare, weights_only=True)
     assert torch.equal(model.final_layer.linear.weight, saved["final_layer.linear.weight"])
     with pytest.raises(RuntimeError, match=rf"checkpoint {bare} does not fit the model; shape mismatch in .*"
                                            r"x_embedder.proj.weight: checkpoint \(128, 3, 4, 4\) vs model "
                                            r"\(128, 3, 2, 2\)"):
-        sample.load_model_for_sampling(sample.load_config(None, [f"ckpt={bare}", *model_keys, "model=Latte-T/2"]))
+        cfg = sample_config.load_config(None, [f"ckpt={bare}", *model_keys, "model=Latte-T/2"])
+        sampling.load_model_for_sampling(cfg)
 
 
 def test_frame_expressions_set_per_frame_on_the_command_line():
-    cfg = sample.load_config(None, ["preset=custom", "frame_expressions.0=clean", "frame_expressions.-1=0",
+    cfg = sample_config.load_config(None, ["preset=custom", "frame_expressions.0=clean", "frame_expressions.-1=0",
                                     "frame_expressions.2=max(t - 10, 0)"])
     assert dict(cfg.frame_expressions) == {0: "clean", -1: "0", 2: "max(t - 10, 0)"}
-    plan = vtv.build_plan("custom", vtv.descending_levels(range(0, 1000, 100)), 8, **sample.preset_options(cfg))
+    plan = vtv.build_plan("custom", vtv.descending_levels(range(0, 1000, 100)), 8, **sample_config.preset_options(cfg))
     assert plan.cond_mask.tolist() == [True] + [False] * 7
     assert plan.frame_schedule[-3].tolist() == [-1, 100, 90, 100, 100, 100, 100, 0]  # at t = 100
     with pytest.raises(ValueError, match=r"command line: config key 'frame_expressions.last': frame_expressions is "
                                          r"keyed by frame index, e.g. frame_expressions.0=clean"):
-        sample.load_config(None, ["preset=custom", "frame_expressions.last=clean"])
+        sample_config.load_config(None, ["preset=custom", "frame_expressions.last=clean"])
 
 
 @pytest.mark.parametrize("overrides,message", [
@@ -284,7 +277,7 @@ def test_frame_expressions_set_per_frame_on_the_command_line():
 ])
 def test_bad_config_names_the_key(overrides, message):
     with pytest.raises(ValueError, match=message):
-        sample.load_config(None, overrides)
+        sample_config.load_config(None, overrides)
 
 
 def test_bad_inputs_name_the_key(tmp_path):
@@ -304,7 +297,7 @@ def test_classifier_free_guidance_combines_conditional_and_null_predictions():
     model = random_latte(4, num_classes=5).eval()
     x, t, y = torch.randn(2, 8, 3, 8, 8), torch.randint(0, 1000, (2, 8)), torch.tensor([1, 3])
     with torch.no_grad():
-        guided = sample.sampling_model_fn(model, cfg_scale=4.0)(x, t, y)
+        guided = sampling.sampling_model_fn(model, cfg_scale=4.0)(x, t, y)
         cond = model(x, t, y)
         uncond = model(x, t, torch.full_like(y, 5))
     torch.testing.assert_close(guided[:, :, :3], uncond[:, :, :3] + 4.0 * (cond[:, :, :3] - uncond[:, :, :3]),
@@ -365,8 +358,8 @@ def test_sample_ddp_splits_videos_across_torchrun_ranks(tmp_path, checkpoint):
 
 @pytest.mark.parametrize("config", sorted((REPO / "configs").glob("*/*_sample.yaml")), ids=lambda p: p.parent.name)
 def test_shipped_sample_configs_load(config):
-    cfg = sample.load_config(config, ["preset=long"])
+    cfg = sample_config.load_config(config, ["preset=long"])
     assert cfg.cfg_scale == (7.0 if config.parent.name == "ucf101" else 1.0)
     if config.parent.name != "demo":  # the paper's sampler; the CPU demo samples with DDPM-50
         assert cfg.sample_method == "ddim" and cfg.eta == 0.0 and cfg.num_sampling_steps == 50
-    assert (REPO / "sample" / f"{config.parent.name}_sample.sh").is_file()
+    assert config.parent.name in (REPO / "train_scripts" / "sample.sh").read_text()

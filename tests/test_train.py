@@ -1,5 +1,6 @@
-"""train_video.py: config errors, data sharding, exact kill-and-resume, 2-process DDP, pretrained Latte weights,
-the latent cache. Runs tiny models on the built-in bouncing data; the subprocess runs dominate the time."""
+"""train_video.py and training.train: config errors, data sharding, exact kill-and-resume, 2-process DDP,
+pretrained Latte weights, the latent cache. Runs tiny models on the built-in bouncing data; the subprocess runs
+dominate the time."""
 import json
 import math
 import os
@@ -14,10 +15,15 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-import train_video
-from configs import autocast_dtype
+from datasets.sampler import EpochShardSampler
+import models.checkpoint as checkpoint_io
 from models import create_model
-from train_video import EpochShardSampler, load_config
+from models.checkpoint import atomic_write, export_ema_safetensors
+from models.vae import model_geometry
+from tools.runtime import autocast_dtype
+from training import load_config, train
+from training.logs import MetricsLog
+from training.state import learning_rate_at
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = [
@@ -86,10 +92,10 @@ def test_learning_rate_warmup_then_cosine():
     cosine = load_config(None, ["learning_rate=1e-3", "lr_warmup_steps=10", "max_train_steps=110",
                                 "lr_schedule=cosine"])
     for cfg in (constant, cosine):
-        assert [train_video.learning_rate_at(cfg, s) for s in (0, 4, 9)] == pytest.approx([1e-4, 5e-4, 1e-3])
-    assert train_video.learning_rate_at(constant, 109) == 1e-3
+        assert [learning_rate_at(cfg, s) for s in (0, 4, 9)] == pytest.approx([1e-4, 5e-4, 1e-3])
+    assert learning_rate_at(constant, 109) == 1e-3
     # After warmup: 1e-3 * (1 + cos(pi * k / 100)) / 2 at step 10 + k.
-    assert [train_video.learning_rate_at(cosine, 10 + k) for k in (0, 25, 50, 99)] == pytest.approx(
+    assert [learning_rate_at(cosine, 10 + k) for k in (0, 25, 50, 99)] == pytest.approx(
         [1e-3, 1e-3 * (1 + 2**-0.5) / 2, 5e-4, 1e-3 * (1 + math.cos(math.pi * 0.99)) / 2])
 
 
@@ -102,13 +108,13 @@ def test_dataset_configs_follow_the_reference(dataset, model, num_classes, batch
     assert (cfg.dataset, cfg.model, cfg.num_classes, cfg.local_batch_size) == (dataset, model, num_classes, batch)
     assert (cfg.num_frames, cfg.image_size, cfg.frame_interval, cfg.start_clip_iter) == (16, 256, 3, start_clip)
     assert (cfg.learning_rate, cfg.ema_decay, cfg.ptss_p, cfg.vae is not None) == (1e-4, 0.9999, 0.2, True)
-    assert train_video.model_input_geometry(cfg) == (4, 32)
+    assert model_geometry(cfg.image_size, latent=cfg.vae is not None) == (4, 32)
 
 
 def test_demo_config_is_pixel_space_with_bf16_where_native():
     cfg = load_config(REPO / "configs" / "demo" / "demo_train.yaml")
     assert cfg.dataset == "bouncing" and cfg.vae is None and cfg.mixed_precision == "auto"
-    assert train_video.model_input_geometry(cfg) == (3, cfg.image_size)
+    assert model_geometry(cfg.image_size, latent=cfg.vae is not None) == (3, cfg.image_size)
 
 
 @pytest.mark.parametrize("amx, avx512_bf16, expected", [
@@ -204,7 +210,7 @@ def test_fresh_start_refuses_a_run_dir_with_checkpoints(tmp_path):
     (ckpt_dir / "0000005.pt").write_bytes(b"")
     cfg = load_config(None, [*TINY, f"results_dir={tmp_path}", "experiment_name=taken", "max_train_steps=1"])
     with pytest.raises(FileExistsError, match="resume_from_checkpoint=auto"):
-        train_video.main(cfg)
+        train(cfg)
 
 
 # ---------------------------------------------------------------- DDP
@@ -252,7 +258,7 @@ def test_pretrained_from_released_latte_layout(tmp_path):
     # ema_decay=1 keeps the EMA at the initial weights, so the exported EMA must be the pretrained weights.
     cfg = load_config(None, [*TINY, f"results_dir={tmp_path}", "experiment_name=finetune", "max_train_steps=1",
                              f"pretrained={path}", "ema_decay=1.0"])
-    train_video.main(cfg)
+    train(cfg)
     exported = load_file(tmp_path / "finetune" / "checkpoints" / "0000001-ema.safetensors")
     for key, value in source.state_dict().items():
         assert torch.equal(exported[key], value), key
@@ -261,23 +267,13 @@ def test_pretrained_from_released_latte_layout(tmp_path):
 # ---------------------------------------------------------------- latent cache
 
 
-def _tiny_vae_dir(path):
-    from diffusers.models import AutoencoderKL
-
-    torch.manual_seed(0)
-    AutoencoderKL(block_out_channels=(16, 16, 16, 16), down_block_types=("DownEncoderBlock2D",) * 4,
-                  up_block_types=("UpDecoderBlock2D",) * 4, latent_channels=4, layers_per_block=1,
-                  norm_num_groups=8, sample_size=16).save_pretrained(path)
-    return path
-
-
-def test_latent_cache_matches_on_the_fly_encoding_and_trains(tmp_path):
+def test_latent_cache_matches_on_the_fly_encoding_and_trains(tmp_path, tiny_vae_dir):
     from datasets import build_dataset
     from datasets.latent_cache import LatentCacheDataset
     from models.vae import encode_video, load_vae
     from tools.encode_latents import encode_dataset
 
-    vae_dir = _tiny_vae_dir(tmp_path / "vae")
+    vae_dir = tiny_vae_dir(tmp_path / "vae", width=16, sample_size=16)
     overrides = [*TINY, "dataset_length=6", f"vae={vae_dir}", f"results_dir={tmp_path}", "image_size=32"]
     cfg = load_config(None, overrides)
     cache_dir = tmp_path / "cache"
@@ -320,7 +316,7 @@ def test_latent_cache_matches_on_the_fly_encoding_and_trains(tmp_path):
     train_cfg = load_config(None, [*overrides, f"latent_cache_dir={cache_dir}", "experiment_name=cached",
                                    "model=Latte-T/2", "max_train_steps=2", "preview_every=2",
                                    "preview_sampling=ddim2", "random_flip=true"])
-    train_video.main(train_cfg)
+    train(train_cfg)
     run_dir = tmp_path / "cached"
     assert [r["step"] for r in read_metrics(run_dir)] == [1, 2]
     assert (run_dir / "preview" / "0000002_0.gif").is_file()
@@ -373,16 +369,16 @@ def test_metrics_rewrite_on_resume_is_atomic(tmp_path, monkeypatch):
     lines = [json.dumps({"step": s, "loss": 0.5}) for s in (1, 2, 3)] + ['{"step": 4, "lo']  # cut by a kill
     metrics = tmp_path / "metrics.jsonl"
     metrics.write_text("\n".join(lines))
-    train_video.MetricsLog(tmp_path, 2).close()
+    MetricsLog(tmp_path, 2).close()
     assert metrics.read_text() == "".join(line + "\n" for line in lines[:2])
 
     def fail(*args):
         raise OSError("disk full")
 
     metrics.write_text("\n".join(lines))
-    monkeypatch.setattr(train_video.os, "replace", fail)
+    monkeypatch.setattr(checkpoint_io.os, "replace", fail)  # atomic_write's rename
     with pytest.raises(OSError, match="disk full"):
-        train_video.MetricsLog(tmp_path, 2)
+        MetricsLog(tmp_path, 2)
     assert metrics.read_text() == "\n".join(lines)  # a failed rewrite leaves the old file whole
 
 
@@ -411,7 +407,8 @@ def test_resumed_finished_run_writes_a_missing_or_truncated_export_and_prunes(tm
 def test_resume_and_sample_from_a_folder_whose_newest_files_are_truncated(tmp_path, straight_ten, capsys):
     import shutil
 
-    from sample import sample
+    from sample.config import load_config as load_sample_config
+    from sample.sampling import load_model_for_sampling, read_sampling_checkpoint
 
     folder = tmp_path / "source"
     shutil.copytree(straight_ten / "checkpoints", folder)
@@ -420,10 +417,10 @@ def test_resume_and_sample_from_a_folder_whose_newest_files_are_truncated(tmp_pa
     truncate(folder / "0000010.pt")
     truncate(folder / "0000010-ema.safetensors")
 
-    assert sample.read_sampling_checkpoint(folder)[0] == folder / "0000008.pt"
+    assert read_sampling_checkpoint(folder)[0] == folder / "0000008.pt"
     skipped = capsys.readouterr().err
     assert "0000010-ema.safetensors" in skipped and "0000010.pt" in skipped
-    model, _, settings = sample.load_model_for_sampling(sample.load_config(None, [f"ckpt={folder}"]))
+    model, _, settings = load_model_for_sampling(load_sample_config(None, [f"ckpt={folder}"]))
     ema = torch.load(folder / "0000008.pt", map_location="cpu", weights_only=True)["ema"]
     assert torch.equal(model.final_layer.linear.weight, ema["final_layer.linear.weight"])
 
@@ -437,16 +434,16 @@ def test_resume_and_sample_from_a_folder_whose_newest_files_are_truncated(tmp_pa
     assert (folder / "0000010.pt").is_file()  # another run's folder: its bad files are skipped, not moved
     (tmp_path / "nothing").mkdir()
     with pytest.raises(FileNotFoundError, match="resume_from_checkpoint.*nothing.*no readable"):
-        train_video.main(load_config(None, [*TINY, f"results_dir={tmp_path}", "experiment_name=empty",
-                                            f"resume_from_checkpoint={tmp_path / 'nothing'}"]))
+        train(load_config(None, [*TINY, f"results_dir={tmp_path}", "experiment_name=empty",
+                                 f"resume_from_checkpoint={tmp_path / 'nothing'}"]))
 
 
 def test_checkpoint_files_honour_the_umask(tmp_path):
     model = create_model("Latte-T/8", input_size=16, num_frames=4, in_channels=3)
     old = os.umask(0o027)
     try:
-        train_video.atomic_write(tmp_path / "0000001.pt", lambda tmp: torch.save(model.state_dict(), tmp))
-        train_video.export_ema_safetensors(model, {}, 1, tmp_path / "0000001-ema.safetensors")
+        atomic_write(tmp_path / "0000001.pt", lambda tmp: torch.save(model.state_dict(), tmp))
+        export_ema_safetensors(model, {}, 1, tmp_path / "0000001-ema.safetensors")
     finally:
         os.umask(old)
     modes = {p.name: oct(p.stat().st_mode & 0o777) for p in tmp_path.iterdir()}

@@ -1,35 +1,18 @@
 """models/vae.py against diffusers' own AutoencoderKL calls, with a tiny random-init VAE saved to disk."""
 import pytest
 import torch
-from diffusers.models import AutoencoderKL
 
 from models.vae import LATENT_SCALE, decode_latents, encode_video, load_vae
 
 
-def _tiny_vae():
-    # Four levels -> three 2x downsamplings: the same /8 geometry as sd-vae-ft-ema, at a width of 32.
-    torch.manual_seed(0)
-    return AutoencoderKL(
-        block_out_channels=(32, 32, 32, 32),
-        down_block_types=("DownEncoderBlock2D",) * 4,
-        up_block_types=("UpDecoderBlock2D",) * 4,
-        latent_channels=4,
-        layers_per_block=1,
-        norm_num_groups=8,
-        sample_size=32,
-    ).eval()
-
-
 @pytest.fixture(scope="module")
-def vae_dir(tmp_path_factory):
-    path = tmp_path_factory.mktemp("vae")
-    _tiny_vae().save_pretrained(path)
-    return path
+def vae_dir(tmp_path_factory, tiny_vae_dir):
+    return tiny_vae_dir(tmp_path_factory.mktemp("vae"))  # conftest.py: width 32, the /8 geometry of sd-vae-ft-ema
 
 
-def test_load_vae_matches_saved_weights(vae_dir):
+def test_load_vae_matches_saved_weights(vae_dir, tiny_vae):
     vae = load_vae(vae_dir)
-    reference = _tiny_vae().state_dict()
+    reference = tiny_vae().state_dict()
     loaded = vae.state_dict()
     assert reference.keys() == loaded.keys()
     assert all(torch.equal(reference[k], loaded[k]) for k in reference)
@@ -37,8 +20,8 @@ def test_load_vae_matches_saved_weights(vae_dir):
     assert not vae.training
 
 
-def test_load_vae_accepts_pipeline_layout(tmp_path):
-    _tiny_vae().save_pretrained(tmp_path / "vae")
+def test_load_vae_accepts_pipeline_layout(tmp_path, tiny_vae_dir):
+    tiny_vae_dir(tmp_path / "vae")
     vae = load_vae(tmp_path)
     assert vae.config.latent_channels == 4
 

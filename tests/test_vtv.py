@@ -1,11 +1,14 @@
 """diffusion/vtv.py: every preset's schedule against its definition written out here as plain loops, and the
-presets run through GaussianDiffusion with a tiny random model (held frames exact, chunk joins, streaming)."""
+presets run through vtv.sample_video / sample_window with a tiny random model (held frames exact, chunk joins,
+streaming)."""
 import math
 import weakref
 
 import numpy as np
 import pytest
 import torch
+
+from diffusers import DDIMScheduler
 
 from diffusion import create_diffusion, vtv
 from models import create_model
@@ -111,7 +114,7 @@ def progressive_reference(grid, num_frames, c):
                          [("ddim50", 0.2, 16), ("10", 0.2, N), ("25", 0.35, N), ("ddim50", 1.5, 4)])
 def test_progressive_matches_definition(respacing, c, frames):
     grid = grid_of(respacing)
-    plan = vtv.build_plan("progressive", grid, frames, c=c)
+    plan = vtv.build_plan("progressive", grid, frames, progressive_c=c)
     assert plan.frame_schedule.tolist() == progressive_reference(grid, frames, c)
     assert (plan.frame_schedule[0] == max(grid)).all()  # pure noise at the start
 
@@ -130,7 +133,7 @@ def test_progressive_paper_values():
 def test_progressive_lag_matches_definition(lag):
     grid = grid_of("10")
     path = sorted(grid, reverse=True) + [-1]
-    plan = vtv.build_plan("progressive", grid, N, mode="lag", lag=lag)
+    plan = vtv.build_plan("progressive", grid, N, progressive_mode="lag", progressive_lag=lag)
     rows = len(path) + lag * (N - 1)
     expected = [[path[min(max(k - lag * i, 0), len(path) - 1)] for i in range(N)] for k in range(rows)]
     assert plan.frame_schedule.tolist() == expected
@@ -238,8 +241,8 @@ def test_deep_or_long_expressions_are_refused_when_parsed(text, message):
     ("transition", {"frames_a": 4, "frames_b": 4}, "leaves no frame to generate"),
     ("next_frame", {"context_frames": 6, "predict_frames": 3}, "exceeds the model's 8 frames"),
     ("next_frame", {"predict_frames": 0}, "predict_frames must be >= 1"),
-    ("progressive", {"mode": "spiral"}, "progressive mode"),
-    ("progressive", {"c": 0}, "c must be > 0"),
+    ("progressive", {"progressive_mode": "spiral"}, "progressive mode"),
+    ("progressive", {"progressive_c": 0}, "c must be > 0"),
     ("custom", {"frame_expressions": {i: "clean" for i in range(N)}}, "no frame is left to generate"),
     ("custom", {"frame_expressions": {N: "t"}}, "frame index 8 is out of range"),
     ("custom", {"expression": "1000 - t"}, "rises for frame 0"),
@@ -329,21 +332,33 @@ def model_timesteps_of(schedule):
     return [row.clamp(min=0) for row, nxt in zip(schedule[:-1], schedule[1:]) if not torch.equal(row, nxt)]
 
 
-def test_standard_ddim_equals_plain_ddim_loop():
+def diffusers_ddim(model, noise, num_steps):
+    """diffusers' DDIM (eta 0) with the model's eps (its first C output channels): the independent reference."""
+    scheduler = DDIMScheduler(num_train_timesteps=1000, beta_start=1e-4, beta_end=0.02, beta_schedule="linear",
+                              clip_sample=False, set_alpha_to_one=True, timestep_spacing="leading", steps_offset=0)
+    scheduler.set_timesteps(num_steps)
+    x = noise
+    with torch.no_grad():
+        for t in scheduler.timesteps:
+            eps = model(x, t.expand(*x.shape[:2]))[:, :, : x.shape[2]]
+            x = scheduler.step(eps, t, x).prev_sample
+    return x
+
+
+def test_standard_ddim_equals_diffusers_ddim():
     model = tiny_model()
     diffusion = create_diffusion("ddim10")
     noise = torch.randn(2, N, 3, 8, 8)
-    plan = vtv.build_plan("standard", diffusion.sampling_timesteps, N)
-    ours = diffusion.vtv_sample_loop(model, noise.shape, plan.frame_schedule, method="ddim", noise=noise)
-    plain = diffusion.ddim_sample_loop(model, noise.shape, noise=noise, clip_denoised=False)
-    torch.testing.assert_close(ours, plain, rtol=1e-4, atol=1e-4)
+    _, (ours,) = vtv.sample_video(diffusion, model, "standard", noise.shape, noise_fn=lambda num: noise)
+    torch.testing.assert_close(ours, diffusers_ddim(model, noise, 10), rtol=1e-4, atol=1e-4)
     assert ours.abs().max() > 0.1  # a real sample, not a degenerate zero
 
 
 @pytest.mark.parametrize("preset,options", [
     ("i2v", {"cond_frame": 2}), ("interpolation", {"keyframes": [0, 4, 7]}),
     ("transition", {"frames_a": 2, "frames_b": 2}),
-    ("next_frame", {"context_frames": 5, "predict_frames": 2}), ("progressive", {}), ("progressive", {"mode": "lag"}),
+    ("next_frame", {"context_frames": 5, "predict_frames": 2}), ("progressive", {}),
+    ("progressive", {"progressive_mode": "lag"}),
     ("custom", {"expression": "max(t - 100 * (i - 1), 0)", "frame_expressions": {0: "clean"}}),
 ])
 @pytest.mark.parametrize("in_channels", [3, 4])  # pixels and VAE latents: the model's space either way
@@ -353,7 +368,7 @@ def test_presets_run_their_schedule_and_hold_clean_frames_exactly(preset, option
     plan = vtv.build_plan(preset, diffusion.sampling_timesteps, N, **options)
     n = plan.num_frames
     cond_frames = torch.randn(2, n, in_channels, 8, 8)
-    out = diffusion.vtv_sample_loop(model, (2, n, in_channels, 8, 8), plan.frame_schedule, cond_frames=cond_frames,
+    out = vtv.sample_window(diffusion, model, (2, n, in_channels, 8, 8), plan.frame_schedule, cond_frames=cond_frames,
                                     cond_mask=plan.cond_mask, noise=torch.randn(2, n, in_channels, 8, 8))
     expected = model_timesteps_of(plan.frame_schedule)
     assert len(model.calls) == len(expected)
@@ -368,7 +383,7 @@ def test_stabilization_shows_noised_conditioning_but_returns_clean():
     diffusion = create_diffusion("5")
     plan = vtv.build_plan("i2v", diffusion.sampling_timesteps, N)
     cond_frames = torch.rand(1, N, 3, 8, 8)
-    out = diffusion.vtv_sample_loop(model, (1, N, 3, 8, 8), plan.frame_schedule, cond_frames=cond_frames,
+    out = vtv.sample_window(diffusion, model, (1, N, 3, 8, 8), plan.frame_schedule, cond_frames=cond_frames,
                                     cond_mask=plan.cond_mask, cond_noise_level=100)
     assert torch.equal(out[:, 0], cond_frames[:, 0])
     for x, t in model.calls:
@@ -458,14 +473,13 @@ def test_diagonal_is_unbounded_with_constant_memory():
 
 # ----------------------------------------------------------------------------- replacement baseline
 
-def test_replacement_without_known_frames_is_plain_ddim():
+def test_replacement_without_known_frames_is_diffusers_ddim():
     model = tiny_model()
     diffusion = create_diffusion("ddim10")
     noise = torch.randn(2, N, 3, 8, 8)
     none_known = torch.zeros(N, dtype=torch.bool)
-    ours = diffusion.replacement_sample_loop(model, noise.shape, torch.zeros_like(noise), none_known, noise=noise)
-    plain = diffusion.ddim_sample_loop(model, noise.shape, noise=noise, clip_denoised=False)
-    torch.testing.assert_close(ours, plain, rtol=1e-4, atol=1e-4)
+    ours = vtv.replacement_sample(diffusion, model, noise.shape, torch.zeros_like(noise), none_known, noise=noise)
+    torch.testing.assert_close(ours, diffusers_ddim(model, noise, 10), rtol=1e-4, atol=1e-4)
 
 
 def test_replacement_feeds_forward_noised_known_frames_at_the_shared_t():
@@ -479,7 +493,7 @@ def test_replacement_feeds_forward_noised_known_frames_at_the_shared_t():
     runs = []
     for cond_frames in (cond_a, cond_b):
         model = Recorder(tiny_model())
-        out = diffusion.replacement_sample_loop(model, noise.shape, cond_frames, known, noise=noise,
+        out = vtv.replacement_sample(diffusion, model, noise.shape, cond_frames, known, noise=noise,
                                                 generator=torch.Generator().manual_seed(0))
         assert torch.equal(out[:, known], cond_frames[:, known])  # held exactly in the output
         assert not torch.isclose(out[:, ~known], cond_frames[:, ~known]).any()

@@ -9,16 +9,12 @@ in a fresh process so the CPU peak-memory figure (max RSS) belongs to that case 
 import argparse
 import multiprocessing as mp
 import resource
-import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import torch
 
-import torch  # noqa: E402
-
-from diffusion import create_diffusion, sample_frame_timesteps  # noqa: E402
-from models import create_model  # noqa: E402
+from diffusion import create_diffusion, sample_frame_timesteps
+from models import create_model
 
 
 def peak_memory_mib(device):

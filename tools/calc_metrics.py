@@ -11,15 +11,12 @@ detector and weights hash, folders). See docs/evaluation.md.
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import torch
 
-import torch  # noqa: E402
-
-from configs import autocast_dtype  # noqa: E402
-from tools.metrics.protocols import DEFAULT_CACHE_DIR, PROTOCOLS, compute_metrics, init_distributed_from_env  # noqa: E402
+from tools.metrics.protocols import DEFAULT_CACHE_DIR, PROTOCOLS, compute_metrics
+from tools.runtime import autocast_dtype, setup_distributed
 
 
 def parse_args(argv=None):
@@ -55,7 +52,7 @@ def main(argv=None):
         raise SystemExit(f"unknown metrics {unknown}; choose from {', '.join(PROTOCOLS)}")
     if args.real is None and any(m != "isv2048_ucf" for m in metrics):
         raise SystemExit("--real is required for every metric but isv2048_ucf")
-    device = init_distributed_from_env(args.device)
+    device = str(setup_distributed(args.device)[2])  # this rank's device; joins torchrun's group if WORLD_SIZE > 1
     bf16 = autocast_dtype(args.mixed_precision, torch.device(device).type) is not None
     results = compute_metrics(
         args.real, args.fake, metrics, num_real=args.num_real, num_fake=args.num_fake,

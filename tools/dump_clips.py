@@ -4,14 +4,9 @@ Example (held-out bouncing clips as the real set for FVD):
     python tools/dump_clips.py --dataset bouncing --num_clips 2048 --image_size 32 --split test --out real/bouncing
 """
 
-import sys
+import argparse
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-import argparse
-
-import numpy as np
 import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Subset
@@ -19,12 +14,7 @@ from tqdm import tqdm
 
 from datasets import DATASETS, build_dataset
 from datasets.video_datasets import skipped_files
-
-
-def to_uint8(video):
-    """float (N, 3, H, W) in [-1, 1] -> uint8 (N, H, W, 3), in numpy: torch threads cost more than such small clips."""
-    frames = np.rint((video.numpy().transpose(0, 2, 3, 1) + 1.0) * 127.5)
-    return np.clip(frames, 0, 255).astype(np.uint8)
+from tools.runtime import video_to_uint8
 
 
 def dump_clips(dataset, num_clips, out_dir, seed=0, num_workers=0):
@@ -40,7 +30,7 @@ def dump_clips(dataset, num_clips, out_dir, seed=0, num_workers=0):
     for clip_number, item in enumerate(tqdm(loader, desc=f"writing clips to {out_dir}", unit="clip")):
         clip_dir = out_dir / f"{clip_number:05d}"
         clip_dir.mkdir(parents=True)
-        for frame_number, frame in enumerate(to_uint8(item["video"])):
+        for frame_number, frame in enumerate(video_to_uint8(item["video"])):
             Image.fromarray(frame).save(clip_dir / f"{frame_number:04d}.png")
         skipped.update(skipped_files(item))
     return skipped

@@ -9,19 +9,16 @@ come from the training config, so the cache holds exactly the clips the pixel pi
 """
 import argparse
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import torch
+from torch.utils.data import DataLoader
+from tqdm import tqdm
 
-import torch  # noqa: E402
-from torch.utils.data import DataLoader  # noqa: E402
-from tqdm import tqdm  # noqa: E402
-
-from datasets import build_dataset  # noqa: E402
-from datasets.video_datasets import skipped_files  # noqa: E402
-from datasets.latent_cache import LatentCacheWriter  # noqa: E402
-from models.vae import LATENT_SCALE, encode_video, load_vae  # noqa: E402
-from train_video import load_config  # noqa: E402
+from datasets import build_config_dataset
+from datasets.video_datasets import skipped_files
+from datasets.latent_cache import LatentCacheWriter
+from models.vae import LATENT_SCALE, encode_video, load_vae, model_geometry
+from training import load_config
 
 
 def encode_dataset(cfg, out_dir, clips_per_video=1, flip=False, batch_size=8, num_workers=4, dtype="float16",
@@ -33,18 +30,15 @@ def encode_dataset(cfg, out_dir, clips_per_video=1, flip=False, batch_size=8, nu
         raise ValueError(f"clips_per_video must be >= 1, got {clips_per_video}")
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     # Flipping is done here, in pixel space, for both orientations; the dataset itself never flips.
-    dataset = build_dataset(
-        cfg.dataset, data_path=cfg.data_path, num_frames=cfg.num_frames, frame_interval=cfg.frame_interval,
-        image_size=cfg.image_size, random_flip=False, seed=cfg.global_seed, split=cfg.split,
-        split_file=cfg.split_file, class_index_file=cfg.class_index_file, length=cfg.dataset_length,
-    )
+    dataset = build_config_dataset(cfg, random_flip=False)
+    latent_channels, latent_size = model_geometry(cfg.image_size, latent=True)
     meta = {
         "dataset": cfg.dataset, "data_path": cfg.data_path, "split": cfg.split, "split_file": cfg.split_file,
         "class_index_file": cfg.class_index_file, "dataset_length": cfg.dataset_length,
         "num_frames": cfg.num_frames, "frame_interval": cfg.frame_interval, "image_size": cfg.image_size,
         "seed": cfg.global_seed, "num_classes": getattr(dataset, "num_classes", 0), "num_items": len(dataset),
         "clips_per_video": clips_per_video, "orientations": 2 if flip else 1,
-        "latent_shape": [cfg.num_frames, 4, cfg.image_size // 8, cfg.image_size // 8], "dtype": dtype,
+        "latent_shape": [cfg.num_frames, latent_channels, latent_size, latent_size], "dtype": dtype,
         "vae": cfg.vae, "latent_scale": LATENT_SCALE, "encoding": "posterior mean",
     }
     writer = LatentCacheWriter(out_dir, meta)

@@ -10,17 +10,14 @@ tools/object_tasks.py.
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import numpy as np
 
-import numpy as np  # noqa: E402
-
-from datasets.bouncing import BouncingShapes  # noqa: E402
-from tools.dump_clips import to_uint8  # noqa: E402
-from tools.metrics.clips import list_videos  # noqa: E402
-from tools.metrics.objects import object_statistics  # noqa: E402
+from datasets.bouncing import BouncingShapes
+from tools.metrics.clips import list_videos
+from tools.metrics.objects import object_statistics
+from tools.runtime import video_to_uint8
 
 
 def read_video_folders(root):
@@ -35,7 +32,7 @@ def read_video_folders(root):
 def real_videos(num_videos, num_frames, image_size, frame_interval, seed=0):
     dataset = BouncingShapes(num_frames=num_frames, frame_interval=frame_interval, image_size=image_size,
                              split="test", seed=seed, length=num_videos)
-    return np.stack([to_uint8(dataset[i]["video"]) for i in range(num_videos)])
+    return np.stack([video_to_uint8(dataset[i]["video"]) for i in range(num_videos)])
 
 
 def summary(stats):

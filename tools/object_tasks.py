@@ -9,25 +9,23 @@ Each held-out clip (the bouncing test split) gives the model some of its frames:
 The frames it generates are read by tools/metrics/objects.py and compared with the scene's closed-form
 trajectory, colour and shape, beside copying the nearest given frame (the object stops where it was last seen).
 Writes tasks.json and <task>.png per task (the true clip above the generated one, for the first clips).
-key=value overrides go to the sample config (SampleConfig in sample/sample.py), e.g. ckpt=... seed=...
+key=value overrides go to the sample config (SampleConfig in sample/config.py), e.g. ckpt=... seed=...
 """
 import argparse
 import json
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import numpy as np
+import torch
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-
-from datasets.bouncing import BouncingShapes  # noqa: E402
-from sample.outputs import save_contact_sheet, video_to_uint8  # noqa: E402
-from sample.sample import (  # noqa: E402
-    create_sampling_diffusion, default_device, load_config, load_model_for_sampling, run_preset, to_model_space,
-    to_pixels, video_generators,
+from datasets.bouncing import BouncingShapes
+from sample.config import load_config
+from sample.outputs import save_contact_sheet
+from sample.sampling import (
+    batches_of, create_sampling_diffusion, load_model_for_sampling, sampled_batches, to_model_space, to_pixels,
 )
-from tools.metrics.objects import task_scores  # noqa: E402
+from tools.metrics.objects import task_scores
+from tools.runtime import default_device, video_to_uint8
 
 SHEET_CLIPS = 6  # clips drawn in each task's contact sheet
 
@@ -51,15 +49,12 @@ def task_settings(task, num_frames, length):
 
 
 @torch.no_grad()
-def sample_task(cfg, model, vae, diffusion, clips, num_inputs, batch_size, device):
+def sample_task(cfg, model, vae, settings, diffusion, clips, num_inputs, batch_size, device):
     """uint8 (B, frames, H, W, 3): the task's videos, video k made from clip k with the seed cfg.seed + k."""
     videos = []
-    for first in range(0, len(clips), batch_size):
-        indices = list(range(first, min(first + batch_size, len(clips))))
-        torch.manual_seed(cfg.seed + first)  # the sampler's own DDPM noise, as sample.py draws it
-        inputs = {"clip": to_model_space(clips[indices, :num_inputs].to(device), vae)}
-        _, chunks = run_preset(model, diffusion, cfg, batch_size=len(indices), inputs=inputs,
-                               generators=video_generators(cfg, indices, device), device=device)
+    for indices in batches_of(list(range(len(clips))), batch_size):
+        given = [to_model_space(clips[indices, :num_inputs].to(device), vae)]
+        (_, _, chunks), = sampled_batches(cfg, model, diffusion, settings, [indices], given, device)
         pixels = to_pixels(torch.cat(list(chunks), dim=1).to(device), vae).cpu()  # (b, frames, 3, H, W)
         videos.extend(video_to_uint8(video) for video in pixels)
     return np.stack(videos)
@@ -96,7 +91,7 @@ def main(argv=None):
         overrides, frames, given, num_inputs = task_settings(task, num_frames, args.length)
         for key, value in overrides.items():
             cfg[key] = value
-        videos = sample_task(cfg, model, vae, diffusion, clips, num_inputs, args.batch_size, device)
+        videos = sample_task(cfg, model, vae, settings, diffusion, clips, num_inputs, args.batch_size, device)
         times = args.frame_interval * np.arange(frames)
         scores = task_scores(videos, scenes, times, given)
         results["tasks"][task] = {"given_frames": np.flatnonzero(given).tolist(), **scores}

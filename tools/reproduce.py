@@ -4,8 +4,8 @@
 (b) One model does image-to-video, interpolation, next-frame prediction and long video zero-shot.
 
 The same small model (configs/demo/demo_train.yaml with 16-frame clips; bf16 autocast where the CPU has it)
-is trained by train_video.py for every PTSS p, with identical seeds, data and steps, then scored against held-out
-clips (split "test"):
+is trained by training.train (what train_video.py runs) for every PTSS p, with identical seeds, data and steps,
+then scored against held-out clips (split "test"):
     standard       FVD (16 frames, I3D) of unconditional samples, beside the real-vs-real floor (train vs test clips)
     i2v            frame 0 given                 } conditioned on other held-out clips: FVD, and MSE per frame
     interpolation  frames 0 and 15 given         } against those clips' own frames; every model with VTV, and
@@ -17,7 +17,7 @@ Training runs live in results/reproduce/<budget>/p<p>/ (a rerun resumes or skips
 reproduce_task_error.png.
 
     python tools/reproduce.py --budget smoke     # 2 minutes: checks the plumbing, the numbers mean nothing
-    python tools/reproduce.py --budget cpu60     # the full run, 31 minutes on a 2-core AVX2 CPU
+    python tools/reproduce.py --budget cpu60     # the full run (about half an hour on 2 CPU cores)
     python tools/reproduce.py --budget gpu       # the same scaled up, on cuda
     python tools/reproduce.py --budget cpu60 --ptss 0 0.2 0.5 1 --num_eval 128     # flags override the budget
 """
@@ -32,9 +32,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-import matplotlib  # noqa: E402
+import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -42,17 +40,17 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from tqdm.auto import tqdm  # noqa: E402
 
-import train_video  # noqa: E402
-from configs import autocast_dtype  # noqa: E402
+import training  # noqa: E402
 from datasets.bouncing import BouncingShapes  # noqa: E402
 from diffusion import vtv  # noqa: E402
-from sample import sample as sampling  # noqa: E402
-from sample.outputs import video_to_uint8  # noqa: E402
+from sample import sampling  # noqa: E402
+from sample.config import load_config as load_sample_config  # noqa: E402
 from tools.metrics import feature_statistics, frechet_distance, i3d_clip_features, load_i3d  # noqa: E402
+from tools.runtime import autocast_dtype, video_to_uint8  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 BASE_CONFIG = REPO / "configs" / "demo" / "demo_train.yaml"
-DEMO = train_video.load_config(BASE_CONFIG)  # model, image_size and frame_interval of every run and clip
+DEMO = training.load_config(BASE_CONFIG)  # model, image_size and frame_interval of every run and clip
 NUM_FRAMES = 16  # the I3D FVD protocol scores 16-frame clips
 CONTEXT_FRAMES = 8  # next_frame context, and the frames each long-video window carries over
 # task -> (VTV preset, build_plan options); standard is plain sampling, the others condition on held-out frames
@@ -84,9 +82,7 @@ class Budget:
     device: str  # sampling and I3D; training takes train_video.py's device (cuda when available)
 
 
-# cpu60, measured on a 2-core AMD EPYC (AVX2, fp32, no other job): 31.4 minutes in all. Training 3 x 5.1 min
-# (2500 steps at 8.1-8.3 steps/s), sampling 7.5 min (DDPM-50, 32 clips per task, 16 long videos of 64 frames),
-# I3D features and metrics 8.5 min (about 0.9 clips/s).
+# cpu60 timings: docs/reproduce.md.
 BUDGETS = {
     "smoke": Budget(train_steps=10, batch_size=4, num_eval=4, num_long=4, long_length=32, sample_method="ddpm",
                     sampling_steps=4, sample_batch=4, i3d_batch=4, num_workers=0, device="cpu"),
@@ -113,7 +109,8 @@ def row_label(p, task, method):
 
 
 def train(p, budget, args):
-    """Train the model of PTSS p through train_video.py (resumed, or skipped when finished); its training record."""
+    """Train the model of PTSS p with training.train, as train_video.py does (resumed, or skipped when finished);
+    its training record."""
     overrides = [
         f"num_frames={NUM_FRAMES}", f"ptss_p={p}", f"max_train_steps={budget.train_steps}",
         f"local_batch_size={budget.batch_size}", f"num_workers={budget.num_workers}", f"global_seed={args.seed}",
@@ -121,9 +118,9 @@ def train(p, budget, args):
         "preview_every=0", f"ckpt_every={max(1, budget.train_steps // 5)}",
         "timestep_distribution=uniform",  # the paper's timesteps, not the demo's mid-noise focus
     ]
-    cfg = train_video.load_config(BASE_CONFIG, overrides)
-    train_video.main(cfg)
-    run_dir = train_video.run_dir_of(cfg)
+    cfg = training.load_config(BASE_CONFIG, overrides)
+    training.train(cfg)
+    run_dir = training.run_dir_of(cfg)
     records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     return {
         "run_dir": str(run_dir), "steps": records[-1]["step"], "final_loss": records[-1]["loss"],
@@ -158,13 +155,13 @@ class Evaluator:
         overrides = [f"ckpt={run_dir}/checkpoints", f"sample_method={budget.sample_method}",
                      f"num_sampling_steps={budget.sampling_steps}",
                      "mixed_precision=auto", f"seed={seed}", f"device={budget.device}", "progress=false"]
-        self.cfg = sampling.load_config(None, overrides)
+        self.cfg = load_sample_config(None, overrides)
         self.device = torch.device(budget.device)
         self.model, self.vae, settings = sampling.load_model_for_sampling(self.cfg, self.device)
         self.diffusion = sampling.create_sampling_diffusion(self.cfg, settings)
         self.model_fn = sampling.sampling_model_fn(self.model, 1.0, self.cfg.mixed_precision)
         self.frame_shape = (self.model.in_channels, self.model.input_size, self.model.input_size)
-        self.clip_denoised = sampling.clips_denoised(self.cfg, self.model)
+        self.clip_denoised = vtv.default_clip_denoised(self.model.in_channels)
 
     def generators(self, indices):
         return sampling.video_generators(self.cfg, indices, self.device)
@@ -173,28 +170,29 @@ class Evaluator:
         """Videos (B, 16, C, h, w) in model space: `task` for videos `indices`, conditioned (method "vtv" or
         "replacement") on the frames of `clips` (B, 16, 3, H, W) that the task's plan marks as given."""
         preset, options = TASKS[task]
-        plan = vtv.build_plan(preset, self.diffusion.sampling_timesteps, NUM_FRAMES, **options)
         generators = generators if generators is not None else self.generators(indices)
-        shape = (len(indices), plan.num_frames, *self.frame_shape)
-        noise = sampling.per_sample_noise(generators, self.frame_shape, self.device)(plan.num_frames)
+        shape = (len(indices), NUM_FRAMES, *self.frame_shape)
+        noise_fn = vtv.frame_noise(len(indices), self.frame_shape, self.device, generators)
         cond_frames = sampling.to_model_space(clips.to(self.device), self.vae) if clips is not None else None
+        sampler = dict(noise_fn=noise_fn, device=self.device, generator=generators, clip_denoised=self.clip_denoised,
+                       method=self.cfg.sample_method)
         if method == "vtv":
-            return self.diffusion.vtv_sample_loop(
-                self.model_fn, shape, plan.frame_schedule, cond_frames=cond_frames,
-                cond_mask=plan.cond_mask.to(self.device), noise=noise, device=self.device, generator=generators,
-                clip_denoised=self.clip_denoised, method=self.cfg.sample_method)
-        return self.diffusion.replacement_sample_loop(self.model_fn, shape, cond_frames, plan.cond_mask, noise=noise,
-                                                      device=self.device, generator=generators,
-                                                      clip_denoised=self.clip_denoised, method=self.cfg.sample_method)
+            _, (video,) = vtv.sample_video(self.diffusion, self.model_fn, preset, shape, options=options,
+                                           clips=[cond_frames] if cond_frames is not None else [], **sampler)
+            return video.to(self.device)
+        plan = vtv.build_plan(preset, self.diffusion.sampling_timesteps, NUM_FRAMES, **options)
+        sampler["noise"] = sampler.pop("noise_fn")(plan.num_frames)
+        return vtv.replacement_sample(self.diffusion, self.model_fn, (len(indices), plan.num_frames, *self.frame_shape),
+                                      cond_frames, plan.cond_mask, **sampler)
 
     def long_video_tail(self, given, length, generators):
         """The last 16 of `length` frames: `given` (B, 16, C, h, w) continued window by window with VTV, each
-        window holding the last 8 frames so far clean (diffusion/vtv.py iter_long_video)."""
+        window holding the last 8 frames so far clean (the long preset)."""
         shape = (len(given), NUM_FRAMES, *self.frame_shape)
-        noise_fn = sampling.per_sample_noise(generators, self.frame_shape, self.device)
-        chunks = vtv.iter_long_video(self.diffusion, self.model_fn, shape, length, CONTEXT_FRAMES, given=given,
-                                     noise_fn=noise_fn, device=self.device, generator=generators,
-                                     clip_denoised=self.clip_denoised, method=self.cfg.sample_method)
+        _, chunks = vtv.sample_video(
+            self.diffusion, self.model_fn, "long", shape, options={"length": length, "context_frames": CONTEXT_FRAMES},
+            clips=[given], noise_fn=vtv.frame_noise(len(given), self.frame_shape, self.device, generators),
+            device=self.device, generator=generators, clip_denoised=self.clip_denoised, method=self.cfg.sample_method)
         tail = next(chunks)  # the given frames come back first
         for chunk in chunks:
             tail = torch.cat([tail, chunk], dim=1)[:, -NUM_FRAMES:]  # (B, 16, C, h, w)

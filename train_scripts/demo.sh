@@ -24,7 +24,7 @@ echo "== 1/2 train (log: $RUN_DIR/log.txt, curves: $RUN_DIR/metrics.jsonl, previ
 python train_video.py --config configs/demo/demo_train.yaml "$@"
 
 echo "== 2/2 sample every VTV preset into $SAMPLES/<preset>/"
-python sample/sample.py --config configs/demo/demo_sample.yaml preset=all
+python sample/generate.py --config configs/demo/demo_sample.yaml preset=all
 
 echo "samples: $SAMPLES/<preset>/<video>/ (video.mp4, video.gif, contact_sheet.png, schedule.png, frames/)"
 

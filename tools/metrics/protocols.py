@@ -48,19 +48,6 @@ def _rank_and_world() -> tuple[int, int]:
     return 0, 1
 
 
-def init_distributed_from_env(device: str) -> str:
-    """Joins the torchrun process group when WORLD_SIZE > 1; returns this rank's device."""
-    if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or dist.is_initialized():
-        return device
-    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    if device.startswith("cuda"):
-        torch.cuda.set_device(local_rank)
-        dist.init_process_group("nccl")
-        return f"cuda:{local_rank}"
-    dist.init_process_group("gloo")
-    return device
-
-
 @torch.no_grad()
 def extract_features(batches: ClipBatches, network, device="cpu", bf16=False, num_workers=2,
                      desc="features", progress=True) -> np.ndarray:

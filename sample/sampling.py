@@ -1,0 +1,299 @@
+"""Sampling as functions (what sample.py, sample_ddp.py, tools and notebooks import): load a model from a
+checkpoint, read a preset's input files, sample with any VTV preset (diffusion/vtv.py), write the videos.
+"""
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from datasets.video_io import count_frames, read_frames, resize_center_crop
+from diffusion import create_diffusion, vtv
+from diffusion.vtv import resolve_frame_indices
+from models import create_model
+from models.checkpoint import checkpoint_config, load_pretrained, newest_valid_checkpoint, read_checkpoint
+from models.vae import decode_latents, encode_video, load_vae, model_geometry
+from sample.config import preset_options
+from sample.outputs import Mp4Writer, VideoWriter, save_png_frames, save_schedule_heatmap
+from tools.runtime import autocast_dtype, autocast_fn, video_to_uint8
+
+MODEL_KEYS = ("model", "image_size", "num_frames", "num_classes", "learn_sigma")
+DIFFUSION_DEFAULTS = {"noise_schedule": "linear", "diffusion_steps": 1000}
+
+
+def read_sampling_checkpoint(path):
+    """(path, checkpoint) of a checkpoint file, or of a run's checkpoints/ folder: its newest <step>.pt or
+    <step>-ema.safetensors that reads, so a file cut short (a full disk, a run killed elsewhere) falls back to the
+    one before, with a note. The file is read once, here."""
+    path = Path(path)
+    if not path.is_dir():
+        if not path.is_file():
+            raise FileNotFoundError(f"checkpoint not found (config key 'ckpt'): {path}")
+        return path, read_checkpoint(path)
+
+    def skip(bad, error):
+        print(f"config key 'ckpt': skipping unreadable checkpoint {bad}: {error}", file=sys.stderr)
+
+    # Newest step; at equal steps the EMA export (smaller, no optimizer state) wins.
+    found = newest_valid_checkpoint(path, ("-ema.safetensors", ".pt"), on_skip=skip)
+    if found is None:
+        raise FileNotFoundError(f"config key 'ckpt': folder {path} holds no readable <step>.pt or "
+                                "<step>-ema.safetensors")
+    return found
+
+
+def resolve_model_config(cfg, stored, ckpt_path=None):
+    """Model and diffusion settings: the checkpoint's stored training config, checked against the sample config.
+
+    A key neither given nor stored is an error naming every such key and why (no ckpt, or a bare state dict).
+    """
+    resolved, unset = {}, []
+    for key in MODEL_KEYS + tuple(DIFFUSION_DEFAULTS):
+        given, saved = cfg[key], stored.get(key)
+        if given is not None and saved is not None and given != saved:
+            raise ValueError(f"config key {key!r} = {given!r} contradicts the checkpoint's {saved!r}; "
+                             "leave it null to use the checkpoint's value")
+        value = given if given is not None else saved
+        if value is None:
+            value = DIFFUSION_DEFAULTS.get(key)
+        if value is None:
+            unset.append(key)
+        resolved[key] = value
+    if unset:
+        if ckpt_path is None:
+            why = "ckpt is null (a random-init model), so no checkpoint config is read"
+        elif not stored:
+            why = (f"checkpoint {ckpt_path} stores no training config (a bare state dict, e.g. a converted "
+                   "Latte/FVDM checkpoint)")
+        else:
+            why = f"the training config stored in checkpoint {ckpt_path} lacks these keys"
+        raise ValueError(f"config key {unset[0]!r} must be set: {why}; set the model keys "
+                         + " ".join(f"{key}=..." for key in unset))
+    if "vae" in stored and stored["vae"] is None and cfg.vae is not None:
+        raise ValueError(f"config key 'vae' = {cfg.vae!r}, but the checkpoint's model was trained in pixel space")
+    # A stored VAE path may not exist on this machine: a vae given here relocates it.
+    resolved["vae"] = cfg.vae if cfg.vae is not None else stored.get("vae")
+    if resolved["vae"] is not None and resolved["image_size"] % 8:
+        raise ValueError(f"image_size {resolved['image_size']} must be a multiple of 8 for a latent (VAE) model")
+    return resolved
+
+
+def load_model_for_sampling(cfg, device="cpu"):
+    """(model in eval mode, VAE or None, resolved settings dict); EMA weights of our checkpoints by default."""
+    ckpt_path, checkpoint = read_sampling_checkpoint(cfg.ckpt) if cfg.ckpt is not None else (None, None)
+    stored = (checkpoint_config(checkpoint) or {}) if checkpoint is not None else {}
+    settings = resolve_model_config(cfg, stored, ckpt_path)
+    latent = settings["vae"] is not None
+    in_channels, input_size = model_geometry(settings["image_size"], latent)
+    model = create_model(settings["model"], input_size=input_size, num_frames=settings["num_frames"],
+                         in_channels=in_channels, num_classes=settings["num_classes"],
+                         learn_sigma=settings["learn_sigma"])
+    if checkpoint is not None:
+        load_pretrained(model, checkpoint, prefer=cfg.weights, source_name=ckpt_path)
+    model.to(device).eval().requires_grad_(False)
+    vae = load_vae(settings["vae"], device=device) if latent else None
+    settings["ckpt"] = str(ckpt_path) if ckpt_path is not None else None
+    return model, vae, settings
+
+
+def create_sampling_diffusion(cfg, settings):
+    return create_diffusion(str(cfg.num_sampling_steps), noise_schedule=settings["noise_schedule"],
+                            learn_sigma=settings["learn_sigma"], diffusion_steps=settings["diffusion_steps"])
+
+
+def sampling_model_fn(model, cfg_scale=1.0, mixed_precision="no"):
+    """model(x, t, y) as the sampler calls it, with autocast and (cfg_scale > 1) classifier-free guidance.
+
+    Guidance doubles the batch inside this call only (DiT's forward_with_cfg), so the sampler's tensors stay (B, ...).
+    """
+    def model_fn(x, t, y=None):
+        if y is None or cfg_scale <= 1.0:
+            return model(x, t, y)
+        null = torch.full_like(y, model.num_classes)
+        return model.forward_with_cfg(torch.cat([x, x]), torch.cat([t, t]), torch.cat([y, null]), cfg_scale)[: len(x)]
+
+    device_type = next(model.parameters()).device.type
+    return autocast_fn(model_fn, device_type, autocast_dtype(mixed_precision, device_type))
+
+
+def run_preset(model, diffusion, cfg, *, batch_size, clips=(), labels=None, generators=None, device="cpu"):
+    """vtv.sample_video with the config's preset, options and sampler: (schedule, chunks) in model space.
+
+    clips: from load_preset_inputs; labels (B,) for class-conditional models; generators: one per video.
+    """
+    frame_shape = (model.in_channels, model.input_size, model.input_size)
+    clip_denoised = cfg.clip_denoised if cfg.clip_denoised is not None else vtv.default_clip_denoised(model.in_channels)
+    return vtv.sample_video(
+        diffusion, sampling_model_fn(model, cfg.cfg_scale, cfg.mixed_precision), cfg.preset,
+        (batch_size, model.num_frames, *frame_shape), options=preset_options(cfg), clips=clips,
+        noise_fn=vtv.frame_noise(batch_size, frame_shape, device, generators), method=cfg.sample_method, eta=cfg.eta,
+        model_kwargs={"y": labels.to(device)} if labels is not None else {}, device=device, generator=generators,
+        clip_denoised=clip_denoised, cond_noise_level=cfg.cond_noise_level, progress=cfg.progress)
+
+
+def to_model_space(video, vae):
+    """(B, N, 3, H, W) in [-1, 1] -> what the model denoises: scaled VAE latents, or the pixels themselves."""
+    return video if vae is None else encode_video(vae, video)
+
+
+def to_pixels(frames, vae):
+    return frames if vae is None else decode_latents(vae, frames)
+
+
+def read_image(path, image_size, key):
+    if not Path(path).exists():
+        raise FileNotFoundError(f"config key {key!r}: no such image {path}")
+    return resize_center_crop(read_frames(path, indices=[0]), image_size)  # (1, 3, S, S)
+
+
+def read_clip(path, num_frames, image_size, start, stride, key):
+    """num_frames frames from `start`, every `stride`-th, resized and cropped like training clips: (N, 3, S, S)."""
+    if not Path(path).exists():
+        raise FileNotFoundError(f"config key {key!r}: no such video or frame folder {path}")
+    available = count_frames(path)
+    last = start + (num_frames - 1) * stride
+    if last >= available:
+        raise ValueError(f"config key {key!r}: {path} has {available} frames, but {num_frames} frames from "
+                         f"video_start {start} at video_stride {stride} need frame {last}")
+    return resize_center_crop(read_frames(path, indices=list(range(start, last + 1, stride))), image_size)
+
+
+def load_preset_inputs(cfg, settings, vae=None, device="cpu"):
+    """The preset's input files as a list of model-space clips (1, N, C, h, w), in the order the preset takes them
+    (transition: video_a, video_b); None where a clip is not given, which sample_video then generates.
+
+    Images are placed at the frame index they condition (other frames are zeros and never used).
+    """
+    N, size = settings["num_frames"], settings["image_size"]
+
+    def clip_of(path, key):
+        return read_clip(path, N, size, cfg.video_start, cfg.video_stride, key)
+
+    def placed(images_by_index):
+        first = next(iter(images_by_index.values()))
+        clip = torch.zeros(N, *first.shape[1:])
+        for index, image in images_by_index.items():
+            clip[index] = image[0]
+        return clip
+
+    clips = {}
+    if cfg.image is not None:
+        (index,) = resolve_frame_indices([cfg.cond_frame], N, "cond_frame")
+        clips["clip"] = placed({index: read_image(cfg.image, size, "image")})
+    if cfg.first_image is not None:
+        clips["clip"] = placed({0: read_image(cfg.first_image, size, "first_image"),
+                                N - 1: read_image(cfg.last_image, size, "last_image")})
+    if cfg.keyframe_images is not None:
+        keyframes = list(cfg.keyframes) if cfg.keyframes is not None else [0, N - 1]
+        if len(keyframes) != len(cfg.keyframe_images):
+            raise ValueError(f"config key 'keyframe_images': {len(cfg.keyframe_images)} images for "
+                             f"{len(keyframes)} keyframes {keyframes}")
+        indices = [resolve_frame_indices([k], N, "keyframes")[0] for k in keyframes]
+        clips["clip"] = placed({index: read_image(path, size, "keyframe_images")
+                                for index, path in zip(indices, cfg.keyframe_images)})
+    if cfg.video is not None:
+        clips["clip"] = clip_of(cfg.video, "video")
+    if cfg.video_a is not None:
+        clips["clip"] = clip_of(cfg.video_a, "video_a")
+    if cfg.video_b is not None:
+        clips["clip_b"] = clip_of(cfg.video_b, "video_b")
+    return [to_model_space(clips[key][None].to(device), vae) if key in clips else None for key in ("clip", "clip_b")]
+
+
+def video_generators(cfg, indices, device):
+    return [torch.Generator(device=device).manual_seed(cfg.seed + index) for index in indices]
+
+
+def video_labels(cfg, indices, num_classes, generators):
+    """Class of each video: class_labels cycled by video index, or drawn from the video's own generator."""
+    if num_classes == 0:
+        if cfg.class_labels is not None:
+            raise ValueError("config key 'class_labels' is set but the model is unconditional (num_classes 0)")
+        return None
+    if cfg.class_labels is not None:
+        labels = [cfg.class_labels[index % len(cfg.class_labels)] for index in indices]
+        bad = [label for label in labels if not 0 <= label < num_classes]
+        if bad:
+            raise ValueError(f"config key 'class_labels': {bad} outside [0, {num_classes - 1}]")
+        return torch.tensor(labels)
+    return torch.stack([torch.randint(num_classes, (), generator=g, device=g.device).cpu() for g in generators])
+
+
+def write_videos(schedule, chunks, folders, vae, device, fps=8, num_timesteps=1000, title="", length=None):
+    """Decode streamed model-space chunks and write every output of each video into its folder."""
+    digits = max(4, len(str((length or 1) - 1)))
+    writers = [VideoWriter(folder, fps=fps, digits=digits) for folder in folders]
+    for chunk in chunks:
+        pixels = to_pixels(chunk.to(device), vae).cpu()  # (B, k, 3, H, W)
+        for writer, video in zip(writers, pixels):
+            writer.write(video_to_uint8(video))
+    for writer, folder in zip(writers, folders):
+        writer.close()
+        save_schedule_heatmap(schedule, Path(folder) / "schedule.png", num_timesteps, title)
+
+
+def sampled_batches(cfg, model, diffusion, settings, batches, clips, device):
+    """(indices, schedule, chunks) for each batch of video indices; video k depends on seed + k, not its batch."""
+    for indices in batches:
+        torch.manual_seed(cfg.seed + indices[0])  # DDPM / stabilization noise inside the sampler
+        generators = video_generators(cfg, indices, device)
+        labels = video_labels(cfg, indices, settings["num_classes"], generators)
+        yield indices, *run_preset(model, diffusion, cfg, batch_size=len(indices), clips=clips, labels=labels,
+                                   generators=generators, device=device)
+
+
+def batches_of(indices, batch_size):
+    return [indices[i:i + batch_size] for i in range(0, len(indices), batch_size)]
+
+
+def sample_preset(cfg, model, vae, settings, diffusion, device):
+    """cfg.num_samples videos of cfg.preset, written to <save_dir>/<preset>/<video>/."""
+    clips = load_preset_inputs(cfg, settings, vae, device)
+    length = vtv.output_length(cfg.preset, settings["num_frames"], preset_options(cfg))
+    save_root = Path(cfg.save_dir) / cfg.preset
+    title = f"{cfg.preset}, {cfg.sample_method}-{cfg.num_sampling_steps}"
+    batches = batches_of(list(range(cfg.num_samples)), cfg.batch_size)
+    for indices, schedule, chunks in tqdm(sampled_batches(cfg, model, diffusion, settings, batches, clips, device),
+                                          total=len(batches), desc="batches", disable=not cfg.progress):
+        folders = [save_root / f"{index:04d}" for index in indices]
+        write_videos(schedule, chunks, folders, vae, device, cfg.fps, diffusion.base_num_timesteps, title, length)
+    print(f"wrote {cfg.num_samples} {cfg.preset} videos of {length} frames to {save_root}")
+
+
+def pending_videos(cfg, eval_dir, rank, world_size):
+    """This rank's video indices whose outputs are not all written yet."""
+    def done(index):
+        folder_done = (eval_dir / f"{index:05d}").is_dir()
+        mp4_done = cfg.mp4_dir is None or (Path(cfg.mp4_dir) / f"{index:05d}.mp4").is_file()
+        return folder_done and mp4_done
+
+    return [index for index in range(rank, cfg.num_samples, world_size) if not done(index)]
+
+
+def write_eval_batch(chunks, indices, eval_dir, cfg, vae, device, length):
+    """Stream decoded chunks into <index>.tmp folders / MP4s, then rename each video into place."""
+    digits = max(4, len(str(length - 1)))
+    tmp_dirs = [eval_dir / f"{index:05d}.tmp" for index in indices]
+    for tmp_dir in tmp_dirs:
+        shutil.rmtree(tmp_dir, ignore_errors=True)  # left by a killed run
+    mp4s = []
+    if cfg.mp4_dir is not None:
+        mp4s = [Mp4Writer(Path(cfg.mp4_dir) / f"{index:05d}.tmp.mp4", cfg.fps, lossless=True) for index in indices]
+    written = 0
+    for chunk in chunks:
+        pixels = to_pixels(chunk.to(device), vae).cpu()  # (B, k, 3, H, W)
+        for b, video in enumerate(pixels):
+            frames = video_to_uint8(video)
+            save_png_frames(frames, tmp_dirs[b], start_index=written, digits=digits)
+            if mp4s:
+                mp4s[b].write(frames)
+        written += pixels.shape[1]
+    for b, index in enumerate(indices):
+        if mp4s:
+            mp4s[b].close()
+            os.replace(mp4s[b].path, Path(cfg.mp4_dir) / f"{index:05d}.mp4")
+        final = eval_dir / f"{index:05d}"
+        shutil.rmtree(final, ignore_errors=True)  # a folder left while its MP4 was missing
+        os.replace(tmp_dirs[b], final)
