@@ -39,8 +39,8 @@ class SampleConfig:
     class_labels: Optional[List[int]] = None  # class of video k = class_labels[k % len]; null: random classes
     mixed_precision: str = "no"  # "no" | "bf16" | "fp16" | "auto" (bf16 where native): autocast around the model
     # --- VTV preset ---
-    preset: str = "standard"  # standard | i2v | interpolation | transition | next_frame | progressive | custom |
-    #                            long | diagonal  (definitions: diffusion/vtv.py) | all: each in turn, one model load
+    preset: str = "standard"  # a name in PRESETS of diffusion/vtv.py (standard, i2v, interpolation, long, ...),
+    #                            or all: each in turn, one model load
     cond_noise_level: int = 0  # > 0: the model sees conditioning frames noised to this level (stabilization);
     #                            the output keeps them exactly clean
     # --- preset inputs (images/videos are read, resized, center-cropped and encoded like training data;

@@ -2,7 +2,7 @@
 # Sample with a VTV preset, with configs/<dataset>/<dataset>_sample.yaml:
 #   bash train_scripts/sample.sh DATASET PRESET [key=value ...]
 #   DATASET: demo | ffs | sky | taichi | ucf101
-#   PRESET: standard | i2v | interpolation | transition | next_frame | progressive | custom | long | diagonal
+#   PRESET: a name in PRESETS of diffusion/vtv.py (standard, i2v, interpolation, long, ...)
 #   e.g. bash train_scripts/sample.sh sky i2v image=first_frame.png
 # Evaluation frame folders (FVD), split over GPUs and resumable:
 #   MODE=eval GPUS=8 bash train_scripts/sample.sh sky standard num_samples=2048 eval_dir=samples/sky/fvd
