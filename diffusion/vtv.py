@@ -11,6 +11,7 @@ waits. Conditioning frames are -1 in every row and are held at their given value
     next_frame     M context frames clean, the next K at t
     progressive    tau_i(t) = min(round(c * i * t), t), i = 1..N (paper: c = 0.2), or frame i lagging i * lag
                    steps behind frame 0 (mode "lag"); both start from pure noise
+    reverse        frames denoised last to first: frame i lags N - 1 - i steps behind the last frame
     custom         a level expression in i, t, N, T (safe whitelist evaluator) and per-frame overrides
     long           chunk after chunk, each conditioned on the last M frames of the video so far
     diagonal       FIFO / Diffusion-Forcing streaming: a queue of frames at staggered levels, one clean frame
@@ -608,6 +609,12 @@ def progressive_plan(grid, num_frames, base_num_timesteps, progressive_mode, pro
     raise ValueError(f"progressive mode must be 'scale' or 'lag', got {progressive_mode!r}")
 
 
+def reverse_plan(grid, num_frames, base_num_timesteps):
+    """Frames denoised last to first: frame i walks the grid N - 1 - i steps behind the last frame."""
+    plan = lag_schedule(grid, num_frames, 1)
+    return VTVPlan(plan.frame_schedule.flip(1), plan.cond_mask)
+
+
 def custom_plan(grid, num_frames, base_num_timesteps, expression, frame_expressions):
     return expression_schedule(grid, num_frames, expression, frame_expressions, base_num_timesteps)
 
@@ -667,6 +674,7 @@ PRESETS = {
                          window=transition_window),
     "next_frame": Preset(("context_frames", "predict_frames"), ("video",), plan=next_frame_plan),
     "progressive": Preset(("progressive_mode", "progressive_c", "progressive_lag"), plan=progressive_plan),
+    "reverse": Preset(plan=reverse_plan),
     "custom": Preset(("expression", "frame_expressions"), ("video",), plan=custom_plan),
     "long": Preset(("length", "context_frames"), ("video",), stream=long_stream),
     "diagonal": Preset(("length", "partitions"), stream=diagonal_stream),

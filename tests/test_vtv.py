@@ -139,6 +139,15 @@ def test_progressive_lag_matches_definition(lag):
     assert plan.frame_schedule.tolist() == expected
 
 
+def test_reverse_denoises_the_last_frame_first():
+    grid = grid_of("10")
+    path = sorted(grid, reverse=True) + [-1]
+    plan = vtv.build_plan("reverse", grid, N)
+    rows = len(path) + N - 1
+    expected = [[path[min(max(k - (N - 1 - i), 0), len(path) - 1)] for i in range(N)] for k in range(rows)]
+    assert plan.frame_schedule.tolist() == expected and not plan.cond_mask.any()
+
+
 def test_custom_expression_reproduces_progressive_and_frame_overrides():
     grid = grid_of("ddim50")
     custom = vtv.build_plan("custom", grid, 16, expression="min(0.2 * i * t, t)")
@@ -358,7 +367,7 @@ def test_standard_ddim_equals_diffusers_ddim():
     ("i2v", {"cond_frame": 2}), ("interpolation", {"keyframes": [0, 4, 7]}),
     ("transition", {"frames_a": 2, "frames_b": 2}),
     ("next_frame", {"context_frames": 5, "predict_frames": 2}), ("progressive", {}),
-    ("progressive", {"progressive_mode": "lag"}),
+    ("progressive", {"progressive_mode": "lag"}), ("reverse", {}),
     ("custom", {"expression": "max(t - 100 * (i - 1), 0)", "frame_expressions": {0: "clean"}}),
 ])
 @pytest.mark.parametrize("in_channels", [3, 4])  # pixels and VAE latents: the model's space either way
