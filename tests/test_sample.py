@@ -70,7 +70,8 @@ def mp4_frames(path):
 PRESET_ARGS = {
     "standard": [], "i2v": ["cond_frame=-1"], "interpolation": ["keyframes=[0,3,7]"],
     "transition": ["frames_a=2", "frames_b=3"], "next_frame": ["context_frames=4", "predict_frames=2"],
-    "progressive": ["progressive_c=0.3"], "reverse": [], "custom": ["expression=min(0.5*i*t,t)", "frame_expressions={0: clean}"],
+    "progressive": ["progressive_c=0.3"], "reverse": [],
+    "custom": ["expression=min(0.5*i*t,t)", "frame_expressions={0: clean}"],
     "long": ["context_frames=3"], "diagonal": ["num_sampling_steps=17"],  # 2 partitions by default
 }
 LENGTHS = {"next_frame": 6, "long": 12, "diagonal": 12}
