@@ -13,7 +13,7 @@ from datasets.video_io import count_frames, read_frames, resize_center_crop
 from diffusion import create_diffusion, vtv
 from diffusion.vtv import resolve_frame_indices
 from models import create_model
-from models.checkpoint import checkpoint_config, load_pretrained, newest_valid_checkpoint, read_checkpoint
+from models.checkpoint import EMA, PT, checkpoint_config, load_pretrained, newest_valid_checkpoint, read_checkpoint
 from models.vae import decode_latents, encode_video, load_vae, model_geometry
 from sample.config import preset_options
 from sample.outputs import Mp4Writer, VideoWriter, save_png_frames, save_schedule_heatmap
@@ -37,7 +37,7 @@ def read_sampling_checkpoint(path):
         print(f"config key 'ckpt': skipping unreadable checkpoint {bad}: {error}", file=sys.stderr)
 
     # Newest step; at equal steps the EMA export (smaller, no optimizer state) wins.
-    found = newest_valid_checkpoint(path, ("-ema.safetensors", ".pt"), on_skip=skip)
+    found = newest_valid_checkpoint(path, (EMA, PT), on_skip=skip)
     if found is None:
         raise FileNotFoundError(f"config key 'ckpt': folder {path} holds no readable <step>.pt or "
                                 "<step>-ema.safetensors")
