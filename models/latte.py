@@ -16,7 +16,7 @@ from torch.utils.checkpoint import checkpoint
 
 
 def modulate(x, shift, scale):
-    return x * (1 + scale) + shift
+    return torch.addcmul(shift, x, 1 + scale)  # x * (1 + scale) + shift in one pass over x
 
 
 #################################################################################
@@ -83,17 +83,63 @@ class PatchEmbed(nn.Module):
 #                                 Core Latte blocks                             #
 #################################################################################
 
+ATTENTION_BACKENDS = ("auto", "sdpa", "matmul")
+
+
+def matmul_attention(q, k, v):
+    """softmax(q k^T / sqrt(d)) v as two batched matmuls around a softmax."""
+    weights = torch.matmul(q, k.transpose(-1, -2)) * q.shape[-1] ** -0.5  # (..., L, L)
+    return torch.matmul(weights.softmax(dim=-1), v)
+
+
+def attention_backend(q, requested="auto"):
+    """The kernel "auto" picks for q of shape (..., L, head_dim), by device, dtype and L.
+
+    On CPU, SDPA's flash kernel loses to two matmuls and a softmax in bf16 / fp16 and at short L, and wins in fp32
+    at long L (README, Performance; `tools/benchmark.py --attention_table` times both on the machine at hand).
+    """
+    if requested != "auto":
+        return requested
+    if q.device.type != "cpu":
+        return "sdpa"  # torch dispatches to its flash / memory-efficient / cuDNN kernels
+    if q.dtype in (torch.bfloat16, torch.float16) or q.shape[-2] <= 64:
+        return "matmul"
+    return "sdpa"
+
+
+def attention(q, k, v, backend="auto"):
+    """Multi-head attention of q, k, v of shape (..., heads, L, head_dim) with the backend chosen for them."""
+    if attention_backend(q, backend) == "matmul":
+        return matmul_attention(q, k, v)
+    return F.scaled_dot_product_attention(q, k, v)
+
+
 class Attention(nn.Module):
-    def __init__(self, dim, num_heads):
+    """Self-attention over the frames (temporal) or over the patches of each frame (spatial) of (B, N, T, D) tokens.
+
+    Both read and write the (B, N, T, D) layout: the split into heads makes the one copy either needs, so temporal
+    blocks need no transposes of their own.
+    """
+
+    def __init__(self, dim, num_heads, temporal, backend="auto"):
         super().__init__()
+        if backend not in ATTENTION_BACKENDS:
+            raise ValueError(f"attention backend {backend!r}: choose one of {list(ATTENTION_BACKENDS)}")
         self.num_heads = num_heads
+        self.temporal = temporal
+        self.backend = backend
         self.qkv = nn.Linear(dim, dim * 3, bias=True)
         self.proj = nn.Linear(dim, dim)
 
-    def forward(self, x):  # x: (S, L, D), attention over L
-        q, k, v = rearrange(self.qkv(x), "s l (three h d) -> three s h l d", three=3, h=self.num_heads)
-        out = F.scaled_dot_product_attention(q, k, v)
-        return self.proj(rearrange(out, "s h l d -> s l (h d)"))
+    def forward(self, x):  # x: (B, N, T, D)
+        qkv = self.qkv(x)  # (B, N, T, 3D)
+        if self.temporal:
+            q, k, v = rearrange(qkv, "b n t (three h d) -> three b t h n d", three=3, h=self.num_heads)
+            out = rearrange(attention(q, k, v, self.backend), "b t h n d -> b n t (h d)")
+        else:
+            q, k, v = rearrange(qkv, "b n t (three h d) -> three b n h t d", three=3, h=self.num_heads)
+            out = rearrange(attention(q, k, v, self.backend), "b n h t d -> b n t (h d)")
+        return self.proj(out)
 
 
 class Mlp(nn.Module):
@@ -109,30 +155,20 @@ class Mlp(nn.Module):
 class LatteBlock(nn.Module):
     """adaLN-Zero transformer block attending over patches (spatial) or over frames (temporal)."""
 
-    def __init__(self, hidden_size, num_heads, mlp_ratio, temporal):
+    def __init__(self, hidden_size, num_heads, mlp_ratio, temporal, attention_backend="auto"):
         super().__init__()
-        self.temporal = temporal
         self.norm1 = nn.LayerNorm(hidden_size, elementwise_affine=False, eps=1e-6)
-        self.attn = Attention(hidden_size, num_heads)
+        self.attn = Attention(hidden_size, num_heads, temporal, attention_backend)
         self.norm2 = nn.LayerNorm(hidden_size, elementwise_affine=False, eps=1e-6)
         self.mlp = Mlp(hidden_size, int(hidden_size * mlp_ratio))
         self.adaLN_modulation = nn.Sequential(nn.SiLU(), nn.Linear(hidden_size, 6 * hidden_size, bias=True))
-
-    def attend(self, x):  # x: (B, N, T, D)
-        batch = x.shape[0]
-        if self.temporal:
-            out = self.attn(rearrange(x, "b n t d -> (b t) n d"))
-            return rearrange(out, "(b t) n d -> b n t d", b=batch)
-        out = self.attn(rearrange(x, "b n t d -> (b n) t d"))
-        return rearrange(out, "(b n) t d -> b n t d", b=batch)
 
     def forward(self, x, c):
         # x: (B, N, T, D); c: (B, N, D), one conditioning vector per frame, broadcast over its T tokens.
         modulation = self.adaLN_modulation(c).unsqueeze(2)  # (B, N, 1, 6D)
         shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp = modulation.chunk(6, dim=-1)
-        x = x + gate_msa * self.attend(modulate(self.norm1(x), shift_msa, scale_msa))
-        x = x + gate_mlp * self.mlp(modulate(self.norm2(x), shift_mlp, scale_mlp))
-        return x
+        x = torch.addcmul(x, gate_msa, self.attn(modulate(self.norm1(x), shift_msa, scale_msa)))
+        return torch.addcmul(x, gate_mlp, self.mlp(modulate(self.norm2(x), shift_mlp, scale_mlp)))
 
 
 class FinalLayer(nn.Module):
@@ -166,6 +202,7 @@ class Latte(nn.Module):
         num_classes=0,
         learn_sigma=True,
         gradient_checkpointing=False,
+        attention="auto",
     ):
         super().__init__()
         if depth % 2:
@@ -190,10 +227,12 @@ class Latte(nn.Module):
         self.pos_embed = nn.Parameter(torch.zeros(1, num_patches, hidden_size), requires_grad=False)
         self.temp_embed = nn.Parameter(torch.zeros(1, num_frames, hidden_size), requires_grad=False)
         self.spatial_blocks = nn.ModuleList(
-            [LatteBlock(hidden_size, num_heads, mlp_ratio, temporal=False) for _ in range(depth // 2)]
+            [LatteBlock(hidden_size, num_heads, mlp_ratio, temporal=False, attention_backend=attention)
+             for _ in range(depth // 2)]
         )
         self.temporal_blocks = nn.ModuleList(
-            [LatteBlock(hidden_size, num_heads, mlp_ratio, temporal=True) for _ in range(depth // 2)]
+            [LatteBlock(hidden_size, num_heads, mlp_ratio, temporal=True, attention_backend=attention)
+             for _ in range(depth // 2)]
         )
         self.final_layer = FinalLayer(hidden_size, patch_size, self.out_channels)
         self.initialize_weights()
@@ -261,6 +300,17 @@ class Latte(nn.Module):
             x = self.run_block(temporal, x, c)
         x = self.final_layer(x, c)  # (B, N, T, p*p*C_out)
         return self.unpatchify(x)
+
+    def compile_blocks(self, **compile_options):
+        """torch.compile each transformer block in place (regional compilation).
+
+        The spatial blocks share one compiled graph and the temporal blocks another, so compiling takes a fraction
+        of compiling the whole model; state-dict keys and gradient checkpointing are unchanged. A shape seen to
+        change (frames, batch) is made dynamic at its first recompile, so later changes do not recompile.
+        """
+        for block in [*self.spatial_blocks, *self.temporal_blocks]:
+            block.compile(**compile_options)
+        return self
 
     def run_block(self, block, x, c):
         if self.gradient_checkpointing and self.training and torch.is_grad_enabled():
@@ -330,8 +380,9 @@ def create_model(
     learn_sigma=True,
     class_dropout_prob=0.1,
     gradient_checkpointing=False,
+    attention="auto",
 ):
-    """Build e.g. create_model("Latte-XL/2", num_classes=101)."""
+    """Build e.g. create_model("Latte-XL/2", num_classes=101); attention: "auto" | "sdpa" | "matmul" (same weights)."""
     if name not in MODEL_NAMES:
         raise ValueError(f"unknown model {name!r}; choose one of {MODEL_NAMES}")
     size, patch = name[len("Latte-"):].split("/")
@@ -344,5 +395,6 @@ def create_model(
         learn_sigma=learn_sigma,
         class_dropout_prob=class_dropout_prob,
         gradient_checkpointing=gradient_checkpointing,
+        attention=attention,
         **MODEL_SIZES[size],
     )

@@ -9,6 +9,7 @@ from omegaconf import OmegaConf
 
 from configs import merge_config
 from diffusion.vtv import OPTION_DEFAULTS, PRESETS
+from models.latte import ATTENTION_BACKENDS
 from tools.runtime import MIXED_PRECISION
 
 # Config keys that name input files (images, videos); PRESETS says which presets read each.
@@ -38,6 +39,8 @@ class SampleConfig:
     cfg_scale: float = 1.0  # classifier-free guidance scale for class-conditional models (> 1 enables it)
     class_labels: Optional[List[int]] = None  # class of video k = class_labels[k % len]; null: random classes
     mixed_precision: str = "no"  # "no" | "bf16" | "fp16" | "auto" (bf16 where native): autocast around the model
+    attention: str = "auto"  # attention kernel: "auto" (fastest measured for device, dtype, length) | "sdpa" | "matmul"
+    use_compile: bool = False  # torch.compile each transformer block (Latte.compile_blocks); see README, Performance
     # --- VTV preset ---
     preset: str = "standard"  # a name in PRESETS of diffusion/vtv.py (standard, i2v, interpolation, long, ...),
     #                            or all: each in turn, one model load
@@ -113,6 +116,7 @@ def validate_config(cfg):
     require(cfg.preset in (*PRESETS, "all"), "preset", f"unknown preset; choose one of {[*PRESETS, 'all']}")
     require(cfg.sample_method in ("ddim", "ddpm"), "sample_method", "choose 'ddim' or 'ddpm'")
     require(cfg.mixed_precision in MIXED_PRECISION, "mixed_precision", f"choose one of {list(MIXED_PRECISION)}")
+    require(cfg.attention in ATTENTION_BACKENDS, "attention", f"choose one of {list(ATTENTION_BACKENDS)}")
     require(cfg.weights in ("ema", "model"), "weights", "choose 'ema' or 'model'")
     require(cfg.progressive_mode in ("scale", "lag"), "progressive_mode", "choose 'scale' or 'lag'")
     for key in ("num_sampling_steps", "num_samples", "batch_size", "fps", "length", "video_stride",

@@ -89,10 +89,12 @@ def load_model_for_sampling(cfg, device="cpu"):
     in_channels, input_size = model_geometry(settings["image_size"], latent)
     model = create_model(settings["model"], input_size=input_size, num_frames=settings["num_frames"],
                          in_channels=in_channels, num_classes=settings["num_classes"],
-                         learn_sigma=settings["learn_sigma"])
+                         learn_sigma=settings["learn_sigma"], attention=cfg.attention)
     if checkpoint is not None:
         load_pretrained(model, checkpoint, prefer=cfg.weights, source_name=ckpt_path)
     model.to(device).eval().requires_grad_(False)
+    if cfg.use_compile:
+        model.compile_blocks()
     vae = load_vae(settings["vae"], device=device) if latent else None
     settings["ckpt"] = str(ckpt_path) if ckpt_path is not None else None
     return model, vae, settings

@@ -47,10 +47,11 @@ def test_readme_parameter_table_matches_the_code():
         assert int(trainable.replace(",", "")) / 1e6 < float(paper) - 0.1
 
 
-def perturbed_tiny_model(num_classes=0, num_frames=4, seed=0):
+def perturbed_tiny_model(num_classes=0, num_frames=4, seed=0, attention="auto"):
     """A tiny model whose zero-initialised adaLN / final layers are given random values, so outputs are nonzero."""
     torch.manual_seed(seed)
-    model = create_model("Latte-T/4", input_size=16, num_frames=num_frames, in_channels=3, num_classes=num_classes)
+    model = create_model("Latte-T/4", input_size=16, num_frames=num_frames, in_channels=3, num_classes=num_classes,
+                         attention=attention)
     with torch.no_grad():
         for p in model.parameters():
             if p.requires_grad:
@@ -109,8 +110,9 @@ def naive_latte_forward(model, x, t, y=None):
     return out
 
 
-def test_uniform_timesteps_equal_scalar_latte():
-    model = perturbed_tiny_model()
+@pytest.mark.parametrize("attention", ["sdpa", "matmul"])
+def test_uniform_timesteps_equal_scalar_latte(attention):
+    model = perturbed_tiny_model(attention=attention)
     x = torch.randn(2, 4, 3, 16, 16)
     t_scalar = torch.tensor([17, 803])
     with torch.no_grad():
@@ -122,8 +124,9 @@ def test_uniform_timesteps_equal_scalar_latte():
     torch.testing.assert_close(ours_scalar, ours_vector, atol=0, rtol=0)
 
 
-def test_per_frame_timesteps_equal_naive_per_token_modulation():
-    model = perturbed_tiny_model(num_classes=5)
+@pytest.mark.parametrize("attention", ["sdpa", "matmul"])
+def test_per_frame_timesteps_equal_naive_per_token_modulation(attention):
+    model = perturbed_tiny_model(num_classes=5, attention=attention)
     x = torch.randn(2, 4, 3, 16, 16)
     t = torch.tensor([[0, 250, 999, 3], [40, 40, 700, 120]])
     y = torch.tensor([1, 4])

@@ -9,6 +9,7 @@ from typing import Optional
 
 from configs import merge_config
 from diffusion import TIMESTEP_DISTRIBUTIONS
+from models.latte import ATTENTION_BACKENDS
 from tools.runtime import MIXED_PRECISION
 
 
@@ -36,6 +37,7 @@ class TrainConfig:
     class_dropout_prob: float = 0.1  # label dropout for classifier-free guidance
     learn_sigma: bool = True  # predict the variance too (IDDPM learned range): loss = mse + vb
     gradient_checkpointing: bool = False  # recompute block activations in backward (less memory, ~30% slower)
+    attention: str = "auto"  # attention kernel: "auto" (fastest measured for device, dtype, length) | "sdpa" | "matmul"
     pretrained: Optional[str] = None  # initialise from a Latte / FVDM / our checkpoint (ignored when resuming)
     # --- diffusion ---
     diffusion_steps: int = 1000  # length of the training chain
@@ -58,7 +60,7 @@ class TrainConfig:
     start_clip_iter: int = 20_000  # ... applied from this optimizer step on (before it, the norm is only logged)
     ema_decay: float = 0.9999  # EMA of the weights, updated every optimizer step; the EMA model is sampled
     mixed_precision: str = "no"  # "no" (or false) | "bf16" | "fp16" (GPU, loss scaling) | "auto": bf16 where native
-    use_compile: bool = False  # torch.compile the model
+    use_compile: bool = False  # torch.compile each transformer block (Latte.compile_blocks); see README, Performance
     allow_tf32: bool = True  # TF32 matmuls/convolutions on Ampere+ GPUs
     global_seed: int = 3407  # rank r seeds its noise/timesteps with global_seed + r; data order uses global_seed
     # --- run, logging, checkpoints ---
@@ -93,6 +95,7 @@ def validate_config(cfg):
         require(cfg[key] >= 1, key, "must be >= 1")
     for key in ("num_workers", "num_classes", "lr_warmup_steps", "start_clip_iter", "preview_every"):
         require(cfg[key] >= 0, key, "must be >= 0")
+    require(cfg.attention in ATTENTION_BACKENDS, "attention", f"choose one of {list(ATTENTION_BACKENDS)}")
     require(cfg.mixed_precision in MIXED_PRECISION, "mixed_precision", f"choose one of {list(MIXED_PRECISION)}")
     require(0.0 <= cfg.ptss_p <= 1.0, "ptss_p", "must lie in [0, 1]")
     require(cfg.ptss_granularity in ("sample", "batch"), "ptss_granularity", "choose 'sample' or 'batch'")

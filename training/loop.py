@@ -69,7 +69,7 @@ def train(cfg):
     model = create_initial_model(cfg, in_channels, input_size, checkpoint, logger).to(device)
     ema = deepcopy(model).requires_grad_(False).eval()
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.learning_rate,
-                                  weight_decay=cfg.weight_decay)
+                                  weight_decay=cfg.weight_decay, fused=True)  # one kernel per step, CPU and GPU
     scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
     step, epoch, samples_in_epoch = load_training_state(checkpoint, model, ema, optimizer, scaler)
     # Resumed at (or past) max_train_steps: the loop will not run, so finish_run redoes the finish.
@@ -81,7 +81,7 @@ def train(cfg):
     ddp_model = DDP(model, device_ids=[device.index] if device.type == "cuda" else None) if world_size > 1 else None
     train_model = ddp_model if ddp_model is not None else model
     if cfg.use_compile:
-        train_model = torch.compile(train_model)
+        model.compile_blocks()
     if checkpoint is None:
         ema.load_state_dict(model.state_dict())  # after DDP's broadcast
     forward = autocast_fn(train_model, device.type, amp_dtype)
@@ -231,7 +231,7 @@ def create_initial_model(cfg, in_channels, input_size, checkpoint, logger):
     model = create_model(cfg.model, input_size=input_size, num_frames=cfg.num_frames, in_channels=in_channels,
                          num_classes=cfg.num_classes, learn_sigma=cfg.learn_sigma,
                          class_dropout_prob=cfg.class_dropout_prob,
-                         gradient_checkpointing=cfg.gradient_checkpointing)
+                         gradient_checkpointing=cfg.gradient_checkpointing, attention=cfg.attention)
     if cfg.pretrained is not None and checkpoint is None:
         load_pretrained(model, cfg.pretrained)
         logger.info(f"initialised from {cfg.pretrained}")
