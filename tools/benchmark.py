@@ -52,7 +52,8 @@ def median_seconds(fn, device, repeats, warmup=1):
 def matmul_flops_per_second(device, dtype, tokens, width):
     """The best of a large square GEMM and the model's own MLP GEMM (tokens x width @ width x 4 width)."""
     best = 0.0
-    for m, k, n in [(4096, 4096, 4096), (tokens, width, 4 * width)]:
+    square = 8192 if device.type == "cuda" else 4096
+    for m, k, n in [(square, square, square), (tokens, width, 4 * width)]:
         a = torch.randn(m, k, device=device, dtype=dtype)
         b = torch.randn(k, n, device=device, dtype=dtype)
         best = max(best, 2 * m * k * n / median_seconds(lambda: a @ b, device, repeats=5))
