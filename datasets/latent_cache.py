@@ -3,7 +3,8 @@
 Skipping the VAE encoder at every step is the main training speed-up on real data (fast-DiT reports ~+95%).
 Layout of a cache folder:
     meta.json    what was encoded (dataset keys, clip count, orientations, latent shape, dtype)
-    latents.npy  (num_items, clips_per_video, orientations, N, 4, h, w) scaled latents (x LATENT_SCALE)
+    latents.npy  (num_items, clips_per_video, orientations, N, C, h, w) latents, shifted and scaled by the VAE's
+                 own factors (models/vae.py: encode_video)
     labels.npy   (num_items, clips_per_video) int64
     done.npy     (num_items, clips_per_video) bool, so an interrupted encode resumes where it stopped
 Clip c of item i is what the pixel dataset returns for index i at epoch c (its random start frame), encoded
@@ -16,6 +17,8 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch.utils.data import Dataset
+
+from models.vae import read_vae_config
 
 CACHE_VERSION = 1
 META_FILE, LATENTS_FILE, LABELS_FILE, DONE_FILE = "meta.json", "latents.npy", "labels.npy", "done.npy"
@@ -67,7 +70,7 @@ class LatentCacheWriter:
         return np.flatnonzero(~self.done[:, clip]).tolist()
 
     def write(self, indices, clip, latents, labels):
-        """latents (B, orientations, N, 4, h, w); data is flushed before the items are marked done."""
+        """latents (B, orientations, N, C, h, w); data is flushed before the items are marked done."""
         self.latents[indices, clip] = latents.cpu().numpy().astype(self.latents.dtype)
         self.labels[indices, clip] = labels.cpu().numpy()
         self.latents.flush()
@@ -77,7 +80,7 @@ class LatentCacheWriter:
 
 
 class LatentCacheDataset(Dataset):
-    """Items {"latents": float32 (N, 4, h, w), "label", "index", "skipped": ""}, like the pixel datasets'."""
+    """Items {"latents": float32 (N, C, h, w), "label", "index", "skipped": ""}, like the pixel datasets'."""
 
     def __init__(self, cache_dir, random_flip=False, seed=0):
         self.cache_dir = Path(cache_dir)
@@ -96,11 +99,18 @@ class LatentCacheDataset(Dataset):
         self._latents = self._labels = None  # memory maps, opened lazily in each DataLoader worker
 
     def check_matches(self, cfg):
-        """The cache must hold clips of the training run's dataset, length, stride and size."""
+        """The cache must hold clips of the training run's dataset, length, stride and size, encoded by a VAE with
+        the same latent scale and shift as the run's `vae` (a retrained autoencoder measures new ones)."""
         for key in MATCHED_KEYS:
             if self.meta[key] != cfg[key]:
                 raise ValueError(f"config key {key!r} = {cfg[key]!r} but latent cache {self.cache_dir} was "
                                  f"encoded with {key} = {self.meta[key]!r}")
+        vae_config = read_vae_config(cfg.vae)
+        expected = (vae_config["scaling_factor"], vae_config.get("shift_factor") or 0.0)
+        cached = (self.meta["latent_scale"], self.meta.get("latent_shift", 0.0))
+        if not np.allclose(expected, cached, rtol=1e-6, atol=0):
+            raise ValueError(f"config key 'vae' = {cfg.vae!r} has latent (scale, shift) {expected}, but latent cache "
+                             f"{self.cache_dir} was encoded with {cached}: encode it again with this VAE")
 
     def set_epoch(self, epoch):
         self.epoch = int(epoch)
@@ -118,7 +128,7 @@ class LatentCacheDataset(Dataset):
         orientation = 0
         if self.random_flip and np.random.default_rng([self.seed, self.epoch, index]).random() < 0.5:
             orientation = 1
-        latents = np.array(self._latents[index, clip, orientation], dtype=np.float32)  # copy: (N, 4, h, w)
+        latents = np.array(self._latents[index, clip, orientation], dtype=np.float32)  # copy: (N, C, h, w)
         return {
             "latents": torch.from_numpy(latents),
             "label": torch.tensor(int(self._labels[index, clip]), dtype=torch.int64),

@@ -175,16 +175,17 @@ def newest_valid_checkpoint(folder, suffixes=(PT, EMA), read=read_checkpoint, on
     return None
 
 
-def read_training_checkpoint(path):
-    """A train_video.py checkpoint, read with weights_only=True; an unreadable or foreign file raises, naming it."""
+def read_training_checkpoint(path, keys=CHECKPOINT_KEYS, producer="train_video.py"):
+    """A training checkpoint of `producer`, read with weights_only=True; an unreadable or foreign file (one that
+    lacks any of `keys`) raises, naming it."""
     checkpoint = read_checkpoint(path)
-    missing = [key for key in CHECKPOINT_KEYS if key not in checkpoint]
+    missing = [key for key in keys if key not in checkpoint]
     if missing:
-        raise KeyError(f"{path} is not a train_video.py checkpoint: missing keys {missing}")
+        raise KeyError(f"{path} is not a {producer} checkpoint: missing keys {missing}")
     return checkpoint
 
 
-def find_resume_checkpoint(folder, ckpt_dir, logger):
+def find_resume_checkpoint(folder, ckpt_dir, logger, read=read_training_checkpoint):
     """(path, checkpoint) of the newest <step>.pt in `folder` that loads, or None; unreadable ones are skipped.
 
     In this run's own ckpt_dir an unreadable file (cut short by a full disk, say) is renamed to <name>.corrupt,
@@ -200,7 +201,7 @@ def find_resume_checkpoint(folder, ckpt_dir, logger):
             note = f"; moved it aside to {path.name}.corrupt"
         logger.warning(f"skipping unreadable checkpoint {path}: {type(error).__name__}: {error}{note}")
 
-    found = newest_valid_checkpoint(folder, (PT,), read=read_training_checkpoint, on_skip=skip)
+    found = newest_valid_checkpoint(folder, (PT,), read=read, on_skip=skip)
     if own:
         newest_valid_checkpoint(ckpt_dir, (EMA,), on_skip=skip)
     return found

@@ -27,7 +27,7 @@ class SampleConfig:
     num_frames: Optional[int] = None  # frames per model window (its training clip length)
     num_classes: Optional[int] = None  # 0: unconditional; null label id = num_classes
     learn_sigma: Optional[bool] = None  # the model also predicts the variance (2C output channels)
-    vae: Optional[str] = None  # local sd-vae-ft-ema folder (latent model); null: the checkpoint's, else pixels
+    vae: Optional[str] = None  # local VAE folder (latent model: sd-vae-ft-ema or ours); null: the checkpoint's, else pixels
     noise_schedule: Optional[str] = None  # training beta schedule (null: checkpoint's, else "linear")
     diffusion_steps: Optional[int] = None  # training chain length (null: checkpoint's, else 1000)
     # --- sampler ---

@@ -75,8 +75,6 @@ def resolve_model_config(cfg, stored, ckpt_path=None):
         raise ValueError(f"config key 'vae' = {cfg.vae!r}, but the checkpoint's model was trained in pixel space")
     # A stored VAE path may not exist on this machine: a vae given here relocates it.
     resolved["vae"] = cfg.vae if cfg.vae is not None else stored.get("vae")
-    if resolved["vae"] is not None and resolved["image_size"] % 8:
-        raise ValueError(f"image_size {resolved['image_size']} must be a multiple of 8 for a latent (VAE) model")
     return resolved
 
 
@@ -86,7 +84,7 @@ def load_model_for_sampling(cfg, device="cpu"):
     stored = (checkpoint_config(checkpoint) or {}) if checkpoint is not None else {}
     settings = resolve_model_config(cfg, stored, ckpt_path)
     latent = settings["vae"] is not None
-    in_channels, input_size = model_geometry(settings["image_size"], latent)
+    in_channels, input_size = model_geometry(settings["image_size"], settings["vae"])
     model = create_model(settings["model"], input_size=input_size, num_frames=settings["num_frames"],
                          in_channels=in_channels, num_classes=settings["num_classes"],
                          learn_sigma=settings["learn_sigma"], attention=cfg.attention)

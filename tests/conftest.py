@@ -39,3 +39,23 @@ def tiny_vae():
 def tiny_vae_dir():
     """The function save_tiny_vae(path, width=32, sample_size=32) -> path: a tiny VAE saved to the folder `path`."""
     return save_tiny_vae
+
+
+# sd-vae-ft-ema's config.json (stabilityai/sd-vae-ft-ema), the geometry keys that matter here: 4 levels (/8), 4 channels.
+SD_VAE_CONFIG = {
+    "_class_name": "AutoencoderKL", "act_fn": "silu", "block_out_channels": [128, 256, 512, 512],
+    "down_block_types": ["DownEncoderBlock2D"] * 4, "up_block_types": ["UpDecoderBlock2D"] * 4, "in_channels": 3,
+    "out_channels": 3, "latent_channels": 4, "layers_per_block": 2, "norm_num_groups": 32, "sample_size": 256,
+    "scaling_factor": 0.18215,
+}
+
+
+@pytest.fixture
+def sd_vae_config_dir(tmp_path):
+    """A folder holding only sd-vae-ft-ema's config.json (no weights): what geometry checks read."""
+    import json
+
+    folder = tmp_path / "sd-vae-ft-ema"
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps(SD_VAE_CONFIG))
+    return folder

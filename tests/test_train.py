@@ -103,12 +103,12 @@ def test_learning_rate_warmup_then_cosine():
     ("ffs", "Latte-B/2", 0, 3, 20_000), ("sky", "Latte-XL/2", 0, 2, 20_000),
     ("taichi", "Latte-XL/2", 0, 2, 500_000), ("ucf101", "Latte-XL/2", 101, 2, 100_000),
 ])
-def test_dataset_configs_follow_the_reference(dataset, model, num_classes, batch, start_clip):
+def test_dataset_configs_follow_the_reference(dataset, model, num_classes, batch, start_clip, sd_vae_config_dir):
     cfg = load_config(REPO / "configs" / dataset / f"{dataset}_train.yaml")
     assert (cfg.dataset, cfg.model, cfg.num_classes, cfg.local_batch_size) == (dataset, model, num_classes, batch)
     assert (cfg.num_frames, cfg.image_size, cfg.frame_interval, cfg.start_clip_iter) == (16, 256, 3, start_clip)
     assert (cfg.learning_rate, cfg.ema_decay, cfg.ptss_p, cfg.vae is not None) == (1e-4, 0.9999, 0.2, True)
-    assert model_geometry(cfg.image_size, latent=cfg.vae is not None) == (4, 32)
+    assert model_geometry(cfg.image_size, sd_vae_config_dir) == (4, 32)
 
 
 def test_demo_config_is_pixel_space_with_bf16_where_native():

@@ -17,7 +17,7 @@ from tqdm import tqdm
 from datasets import build_config_dataset
 from datasets.video_datasets import skipped_files
 from datasets.latent_cache import LatentCacheWriter
-from models.vae import LATENT_SCALE, encode_video, load_vae, model_geometry
+from models.vae import encode_video, latent_scale_and_shift, load_vae, model_geometry
 from training import load_config
 
 
@@ -31,7 +31,9 @@ def encode_dataset(cfg, out_dir, clips_per_video=1, flip=False, batch_size=8, nu
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     # Flipping is done here, in pixel space, for both orientations; the dataset itself never flips.
     dataset = build_config_dataset(cfg, random_flip=False)
-    latent_channels, latent_size = model_geometry(cfg.image_size, latent=True)
+    latent_channels, latent_size = model_geometry(cfg.image_size, cfg.vae)
+    vae = load_vae(cfg.vae, device=device)
+    scale, shift = latent_scale_and_shift(vae)
     meta = {
         "dataset": cfg.dataset, "data_path": cfg.data_path, "split": cfg.split, "split_file": cfg.split_file,
         "class_index_file": cfg.class_index_file, "dataset_length": cfg.dataset_length,
@@ -39,10 +41,9 @@ def encode_dataset(cfg, out_dir, clips_per_video=1, flip=False, batch_size=8, nu
         "seed": cfg.global_seed, "num_classes": getattr(dataset, "num_classes", 0), "num_items": len(dataset),
         "clips_per_video": clips_per_video, "orientations": 2 if flip else 1,
         "latent_shape": [cfg.num_frames, latent_channels, latent_size, latent_size], "dtype": dtype,
-        "vae": cfg.vae, "latent_scale": LATENT_SCALE, "encoding": "posterior mean",
+        "vae": cfg.vae, "latent_scale": scale, "latent_shift": shift, "encoding": "posterior mean",
     }
     writer = LatentCacheWriter(out_dir, meta)
-    vae = load_vae(cfg.vae, device=device)
     skipped = {}
     for clip in range(clips_per_video):
         pending = writer.pending(clip)
@@ -55,7 +56,7 @@ def encode_dataset(cfg, out_dir, clips_per_video=1, flip=False, batch_size=8, nu
             video = batch["video"].to(device)  # (B, N, 3, H, W)
             orientations = [video, video.flip(-1)] if flip else [video]
             latents = torch.stack([encode_video(vae, v, chunk_size=cfg.vae_chunk_size) for v in orientations], 1)
-            writer.write(batch["index"].numpy(), clip, latents, batch["label"])  # latents: (B, O, N, 4, h, w)
+            writer.write(batch["index"].numpy(), clip, latents, batch["label"])  # latents: (B, O, N, C, h, w)
             skipped.update(skipped_files(batch))
     return skipped
 

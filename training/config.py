@@ -29,7 +29,8 @@ class TrainConfig:
     num_workers: int = 4  # DataLoader worker processes per rank
     latent_cache_dir: Optional[str] = None  # read latents written by tools/encode_latents.py instead of videos
     # --- latent space ---
-    vae: Optional[str] = None  # local sd-vae-ft-ema folder -> train on latents (4 ch, image_size/8); null: pixels
+    vae: Optional[str] = None  # local VAE folder -> train on its latents; null: pixels. sd-vae-ft-ema or our own
+    #                           (tools/train_autoencoder.py writes <run>/vae/); channels and size come from it
     vae_chunk_size: int = 32  # frames per VAE encoder/decoder call (memory only)
     # --- model ---
     model: str = "Latte-XL/2"  # Latte-{S,B,L,XL,T}/{2,4,8}
@@ -108,8 +109,6 @@ def validate_config(cfg):
     require(cfg.lr_schedule in ("constant", "cosine"), "lr_schedule", "choose 'constant' or 'cosine'")
     require(cfg.clip_max_norm > 0, "clip_max_norm", "must be > 0")
     require(0.0 <= cfg.class_dropout_prob < 1.0, "class_dropout_prob", "must lie in [0, 1)")
-    if cfg.vae is not None:
-        require(cfg.image_size % 8 == 0, "image_size", "must be a multiple of 8 in latent space (vae is set)")
     if cfg.latent_cache_dir is not None:
         require(cfg.vae is not None, "vae", "latent_cache_dir holds VAE latents, so set vae too (previews and "
                 "the sampler decode with it)")

@@ -65,7 +65,7 @@ def train(cfg):
     vae = load_vae(cfg.vae, device=device) if need_vae else None
 
     # Model, EMA, optimiser. Same init on every rank (DDP also broadcasts rank 0's weights).
-    in_channels, input_size = model_geometry(cfg.image_size, latent=cfg.vae is not None)
+    in_channels, input_size = model_geometry(cfg.image_size, cfg.vae)
     model = create_initial_model(cfg, in_channels, input_size, checkpoint, logger).to(device)
     ema = deepcopy(model).requires_grad_(False).eval()
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.learning_rate,
@@ -106,7 +106,7 @@ def train(cfg):
             for batch in loader:
                 x = (batch["latents"] if cfg.latent_cache_dir is not None else batch["video"]).to(device)
                 if encode_on_the_fly:
-                    x = encode_video(vae, x, chunk_size=cfg.vae_chunk_size)  # (B, N, 4, H/8, W/8)
+                    x = encode_video(vae, x, chunk_size=cfg.vae_chunk_size)  # (B, N, C, H/f, W/f)
                 model_kwargs = {"y": batch["label"].to(device)} if cfg.num_classes > 0 else {}
                 frame_timesteps = sample_frame_timesteps(  # (B, N): PTSS
                     x.shape[0], x.shape[1], cfg.ptss_p, num_timesteps=diffusion.num_timesteps, device=device,
@@ -191,15 +191,15 @@ def build_data(cfg, rank, world_size, device):
     return dataset, sampler, loader
 
 
-def choose_resume_checkpoint(cfg, ckpt_dir, is_main, world_size, logger):
+def choose_resume_checkpoint(cfg, ckpt_dir, is_main, world_size, logger, read=read_training_checkpoint):
     """(path, checkpoint) to resume from, or (None, None) for a fresh run. Rank 0 decides, so every rank loads the
-    same file even when a newer one appears meanwhile."""
+    same file even when a newer one appears meanwhile. read(path) reads and checks one checkpoint file."""
     resume_path, checkpoint = None, None
     given = cfg.resume_from_checkpoint
     if is_main:
         if given == "auto" or (given is not None and Path(given).is_dir()):  # a folder: its newest valid .pt
             folder = ckpt_dir if given == "auto" else Path(given)
-            found = find_resume_checkpoint(folder, ckpt_dir, logger)
+            found = find_resume_checkpoint(folder, ckpt_dir, logger, read)
             if found is None and given != "auto":
                 raise FileNotFoundError(f"config key 'resume_from_checkpoint': folder {folder} holds no readable "
                                         "<step>.pt checkpoint")
@@ -213,7 +213,7 @@ def choose_resume_checkpoint(cfg, ckpt_dir, is_main, world_size, logger):
                                   "continue that run, or choose another experiment_name")
     resume_path = broadcast(resume_path, world_size)
     if resume_path is not None and checkpoint is None:  # other ranks, or a file named by path
-        checkpoint = read_training_checkpoint(resume_path)
+        checkpoint = read(resume_path)
     return resume_path, checkpoint
 
 

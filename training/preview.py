@@ -13,7 +13,7 @@ from tools.runtime import autocast_fn, video_to_uint8
 def write_preview(ema, vae, cfg, step, run_dir, device, amp_dtype):
     """Samples of the EMA model from a fixed seed (the same every preview, so progress is comparable); returns
     the PNG's path (rows: samples, columns: frames)."""
-    in_channels, input_size = model_geometry(cfg.image_size, latent=cfg.vae is not None)
+    in_channels, input_size = model_geometry(cfg.image_size, cfg.vae)
     diffusion = create_diffusion(cfg.preview_sampling, noise_schedule=cfg.noise_schedule,
                                  learn_sigma=cfg.learn_sigma, diffusion_steps=cfg.diffusion_steps)
     shape = (cfg.preview_num_samples, cfg.num_frames, in_channels, input_size, input_size)
