@@ -78,7 +78,8 @@ def load_vae(path, device=None, dtype=torch.float32):
 
     if path is None:
         raise ValueError("load_vae got path=None; set the config key `vae` to a local VAE folder")
-    vae = AutoencoderKL.from_pretrained(find_vae_dir(path), local_files_only=True, torch_dtype=dtype)
+    vae = AutoencoderKL.from_pretrained(find_vae_dir(path), local_files_only=True, torch_dtype=dtype,
+                                        low_cpu_mem_usage=False)  # the fast path needs accelerate; a VAE is small
     vae.requires_grad_(False).eval()
     return vae.to(device) if device is not None else vae
 

@@ -76,10 +76,18 @@ def test_resume_equals_uninterrupted_run(tmp_path):
         assert all(torch.equal(a[part][k], b[part][k]) for k in a[part]), part
     exported = [load_vae(tmp_path / run / "vae").state_dict() for run in ("straight", "resumed")]
     assert all(torch.equal(exported[0][k], exported[1][k]) for k in exported[0])
-    # The export is the EMA's weights, and a finished run resumed again only re-exports.
+    # The export is the EMA's weights. A finished run started again leaves its export alone (so latent caches of
+    # it stay valid), unless the export was lost, e.g. to a kill during the finish.
     assert all(torch.equal(exported[0][k], a["ema"][k]) for k in exported[0])
+    export = tmp_path / "resumed" / "vae" / "config.json"
+    written = export.stat().st_mtime_ns
     train_autoencoder(autoencoder_config(tmp_path, *common, "max_train_steps=6", "experiment_name=resumed"))
     assert [r["step"] for r in training_records(tmp_path / "resumed")] == list(range(1, 7))
+    assert export.stat().st_mtime_ns == written
+    shutil.rmtree(tmp_path / "resumed" / "vae")
+    train_autoencoder(autoencoder_config(tmp_path, *common, "max_train_steps=6", "experiment_name=resumed"))
+    restored = load_vae(tmp_path / "resumed" / "vae").state_dict()
+    assert all(torch.equal(restored[k], exported[1][k]) for k in restored)
 
 
 def test_two_process_gloo_ddp_resumes_exactly(tmp_path):

@@ -111,10 +111,17 @@ def test_dataset_configs_follow_the_reference(dataset, model, num_classes, batch
     assert model_geometry(cfg.image_size, sd_vae_config_dir) == (4, 32)
 
 
-def test_demo_config_is_pixel_space_with_bf16_where_native():
+def test_demo_config_trains_on_the_demo_autoencoders_latents_with_bf16_where_native():
+    from training.autoencoder_config import autoencoder_run_dir, load_autoencoder_config
+
     cfg = load_config(REPO / "configs" / "demo" / "demo_train.yaml")
-    assert cfg.dataset == "bouncing" and cfg.vae is None and cfg.mixed_precision == "auto"
-    assert model_geometry(cfg.image_size, latent=cfg.vae is not None) == (3, cfg.image_size)
+    stage1 = load_autoencoder_config(REPO / "configs" / "demo" / "demo_autoencoder.yaml")
+    assert cfg.dataset == stage1.dataset == "bouncing" and cfg.mixed_precision == stage1.mixed_precision == "auto"
+    assert (cfg.image_size, cfg.num_frames, cfg.frame_interval) == (64, 8, 2)
+    assert (stage1.image_size, stage1.frame_interval, stage1.dataset_length) == (64, 2, cfg.dataset_length)
+    assert cfg.vae == str(autoencoder_run_dir(stage1) / "vae") and cfg.latent_cache_dir is not None
+    # The FVDM sees 4 x 16 x 16 latents: /4 (three levels), 4 channels, so Latte-T/4 has 16 tokens per frame.
+    assert (len(stage1.block_out_channels), stage1.latent_channels, cfg.model) == (3, 4, "Latte-T/4")
 
 
 @pytest.mark.parametrize("amx, avx512_bf16, expected", [

@@ -3,7 +3,9 @@
     python tools/object_metrics.py --fake results/demo/objects/generated --frame_interval 2 --out objects.json
 
 --fake is a video set as sample/sample_ddp.py writes it (<dir>/<video>/<frame>.png) or as FVD reads it.
-The real clips are rendered from the bouncing data's test split at the generated frame size and length.
+The real clips are rendered from the bouncing data's test split at the generated frame size and length. With
+--vae, the real clips are also scored after a round trip through that autoencoder: the most a latent model
+decoded by it can reach.
 Definitions: tools/metrics/objects.py. The conditioned tasks, scored against the true trajectories:
 tools/object_tasks.py.
 """
@@ -35,6 +37,18 @@ def real_videos(num_videos, num_frames, image_size, frame_interval, seed=0):
     return np.stack([video_to_uint8(dataset[i]["video"]) for i in range(num_videos)])
 
 
+def autoencoder_round_trip(videos, vae_path):
+    """uint8 (B, N, H, W, 3) -> the same clips encoded and decoded by the VAE at vae_path."""
+    import torch
+
+    from models.vae import decode_latents, encode_video, load_vae
+
+    vae = load_vae(vae_path)
+    video = torch.from_numpy(videos).permute(0, 1, 4, 2, 3).float() / 127.5 - 1.0  # (B, N, 3, H, W)
+    decoded = decode_latents(vae, encode_video(vae, video))
+    return np.stack([video_to_uint8(clip) for clip in decoded])
+
+
 def summary(stats):
     """One line of the scores, the frame checks in brackets."""
     return (f"{stats['shows_object']:6.1%} of frames show the object (one part {stats['one_part']:.0%}, "
@@ -52,7 +66,8 @@ def main(argv=None):
     parser.add_argument("--frame_interval", type=int, default=2,
                         help="generator time steps between frames, of the training and real clips (the demo's: 2)")
     parser.add_argument("--threshold", type=float, default=0.25, help="foreground: colour distance to background")
-    parser.add_argument("--out", default=None, help="write both sets' statistics as JSON here")
+    parser.add_argument("--vae", default=None, help="also score the real clips after a round trip through this VAE")
+    parser.add_argument("--out", default=None, help="write the sets' statistics as JSON here")
     args = parser.parse_args(argv)
 
     fake = read_video_folders(args.fake)
@@ -63,8 +78,12 @@ def main(argv=None):
         "real": object_statistics(real, args.frame_interval, args.threshold),
         "fake_dir": str(args.fake), "threshold": args.threshold,
     }
-    for name in ("generated", "real"):
-        print(f"{name:>9}: {summary(results[name])}")
+    if args.vae is not None:
+        round_trip = autoencoder_round_trip(real, args.vae)
+        results["real_through_autoencoder"] = object_statistics(round_trip, args.frame_interval, args.threshold)
+        results["vae"] = str(args.vae)
+    for name in [key for key in ("generated", "real", "real_through_autoencoder") if key in results]:
+        print(f"{name:>24}: {summary(results[name])}")
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps(results, indent=2))

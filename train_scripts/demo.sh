@@ -1,15 +1,20 @@
 #!/usr/bin/env bash
-# The main job on the built-in data, on a CPU: set up, train the demo FVDM (configs/demo/demo_train.yaml)
-# and sample every VTV preset, then check the objects of 32 standard samples against held-out clips and score
-# interpolation, next-frame prediction and long video against the true trajectories of held-out clips (a minute).
+# The main job on the built-in data, on a CPU, at 64 px through the real latent path: set up, train the demo's
+# autoencoder (configs/demo/demo_autoencoder.yaml), encode the training clips to latents once, train the demo FVDM
+# on them (configs/demo/demo_train.yaml) and sample every VTV preset through the decoder, then check the objects
+# of 32 decoded standard samples against held-out clips and score interpolation, next-frame prediction and long
+# video against the true trajectories of held-out clips (a minute).
 # FVD=1 also measures FVD against held-out clips (several more minutes: I3D).
-#   bash train_scripts/demo.sh [key=value ...]      # overrides go to the trainer, e.g. max_train_steps=200
+#   bash train_scripts/demo.sh [key=value ...]      # overrides go to the FVDM trainer, e.g. max_train_steps=200
 #   FVD=1 bash train_scripts/demo.sh
-# A rerun resumes training from results/demo (or skips it when finished) and rewrites the samples.
+# A rerun reuses every finished stage (a killed one resumes) and rewrites the samples; a retrained autoencoder
+# makes the latents and the FVDM start again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source tools/setup_env.sh
 
+AUTOENCODER_DIR=results/demo_autoencoder
+LATENTS_DIR=results/demo_latents
 RUN_DIR=results/demo
 SAMPLES=samples/demo
 FVD_DIR=$RUN_DIR/fvd
@@ -20,10 +25,21 @@ config_value() {  # a key of the demo's training config
     python -c "from omegaconf import OmegaConf; print(OmegaConf.load('configs/demo/demo_train.yaml').$1)"
 }
 
-echo "== 1/2 train (log: $RUN_DIR/log.txt, curves: $RUN_DIR/metrics.jsonl, previews: $RUN_DIR/preview/)"
+echo "== 1/4 autoencoder (log: $AUTOENCODER_DIR/log.txt, input over reconstruction: $AUTOENCODER_DIR/preview/)"
+python tools/train_autoencoder.py --config configs/demo/demo_autoencoder.yaml
+if [ -f "$LATENTS_DIR/meta.json" ] && [ "$AUTOENCODER_DIR/vae/config.json" -nt "$LATENTS_DIR/meta.json" ]; then
+    echo "the autoencoder is newer than its latents: encoding again, and training the FVDM afresh"
+    rm -rf "$LATENTS_DIR" "$RUN_DIR"
+fi
+
+echo "== 2/4 encode the training clips to latents once ($LATENTS_DIR)"
+python tools/encode_latents.py --config configs/demo/demo_train.yaml --out "$LATENTS_DIR" --batch-size 32 \
+    --num-workers 0
+
+echo "== 3/4 train the FVDM on the latents (log: $RUN_DIR/log.txt, curves: metrics.jsonl, previews: preview/)"
 python train_video.py --config configs/demo/demo_train.yaml "$@"
 
-echo "== 2/2 sample every VTV preset into $SAMPLES/<preset>/"
+echo "== 4/4 sample every VTV preset into $SAMPLES/<preset>/"
 python sample/generate.py --config configs/demo/demo_sample.yaml preset=all
 
 echo "samples: $SAMPLES/<preset>/<video>/ (video.mp4, video.gif, contact_sheet.png, schedule.png, frames/)"
@@ -38,8 +54,8 @@ echo "== conditioned tasks on 32 held-out clips, against their true trajectories
 python tools/object_tasks.py --config configs/demo/demo_sample.yaml --num_videos 32 \
     --frame_interval "$(config_value frame_interval)" --out_dir "$TASKS_DIR" progress=false
 if [ "${FVD:-0}" != 1 ]; then
-    echo "done. training run: $RUN_DIR (previews: preview/, object check: objects/objects.json," \
-        "tasks: tasks/tasks.json). FVD=1 bash $0 adds the FVD of the samples."
+    echo "done. autoencoder: $AUTOENCODER_DIR (reconstruction.json); FVDM run: $RUN_DIR (previews: preview/," \
+        "object check: objects/objects.json, tasks: tasks/tasks.json). FVD=1 bash $0 adds the FVD of the samples."
     exit 0
 fi
 

@@ -30,7 +30,7 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 from datasets import build_config_dataset, build_dataset
 from datasets.sampler import EpochShardSampler
 from models.checkpoint import atomic_write, checkpoint_path, prune_checkpoints, read_training_checkpoint
-from models.vae import create_autoencoder
+from models.vae import create_autoencoder, load_vae
 from tools.metrics.reconstruction import psnr, ssim
 from tools.runtime import autocast_dtype, setup_distributed, video_to_uint8
 
@@ -113,7 +113,8 @@ def train_autoencoder(cfg):
 
     vae = create_initial_autoencoder(cfg).to(device)
     ema = deepcopy(vae).requires_grad_(False).eval() if cfg.ema_decay > 0 else None
-    optimizer = torch.optim.AdamW(vae.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay, fused=True)
+    optimizer = torch.optim.AdamW(vae.parameters(), lr=cfg.learning_rate, betas=tuple(cfg.adam_betas),
+                                  weight_decay=cfg.weight_decay, fused=True)
     scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
     step, epoch, samples_in_epoch = 0, 0, 0
     if checkpoint is not None:
@@ -123,6 +124,7 @@ def train_autoencoder(cfg):
         optimizer.load_state_dict(checkpoint["opt"])
         scaler.load_state_dict(checkpoint["scaler"])
         step, epoch, samples_in_epoch = checkpoint["step"], checkpoint["epoch"], checkpoint["samples_in_epoch"]
+    finished_on_resume = step >= cfg.max_train_steps
     logger.info(f"AutoencoderKL {list(cfg.block_out_channels)} (/{2 ** (len(cfg.block_out_channels) - 1)}, "
                 f"{cfg.latent_channels} latent channels): {sum(p.numel() for p in vae.parameters()):,} parameters, "
                 f"frames {cfg.image_size}px, autocast {amp_dtype or 'off'}")
@@ -142,7 +144,7 @@ def train_autoencoder(cfg):
             sampler.set_position(epoch, samples_in_epoch)
             dataset.set_epoch(epoch)
             for batch in loader:
-                frames = rearrange(batch["video"].to(device), "b n c h w -> (b n) c h w")
+                frames = random_crops(rearrange(batch["video"].to(device), "b n c h w -> (b n) c h w"), cfg.crop_size)
                 for group in optimizer.param_groups:
                     group["lr"] = learning_rate_at(cfg, step)
                 with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
@@ -199,9 +201,25 @@ def train_autoencoder(cfg):
     progress.close()
     if is_main:
         metrics.close()
-        finish_autoencoder(cfg, ema or vae, held_out, run_dir, device, amp_dtype, logger)
+        if finished_on_resume and finished_export_exists(run_dir):
+            logger.info(f"step {step} already reaches max_train_steps={cfg.max_train_steps}, and {run_dir / 'vae'} "
+                        "is exported: nothing to do")
+        else:
+            finish_autoencoder(cfg, ema or vae, held_out, run_dir, device, amp_dtype, logger)
     if world_size > 1:
         dist.destroy_process_group()
+
+
+def random_crops(frames, crop_size):
+    """(F, 3, H, W) -> (F, 3, crop_size, crop_size), each frame cropped at its own place (from the torch RNG, so
+    resume restores it); crop_size None: the frames themselves."""
+    if crop_size is None:
+        return frames
+    height, width = frames.shape[-2:]
+    tops = torch.randint(0, height - crop_size + 1, (len(frames),)).tolist()
+    lefts = torch.randint(0, width - crop_size + 1, (len(frames),)).tolist()
+    return torch.stack([frame[:, top:top + crop_size, left:left + crop_size]
+                        for frame, top, left in zip(frames, tops, lefts)])
 
 
 def seed_rank_state(cfg, rank, world_size, device, checkpoint, step, logger):
@@ -263,7 +281,7 @@ def reconstruction_scores(vae, held_out, cfg, device, amp_dtype):
 
 def write_reconstruction_preview(vae, held_out, cfg, step, run_dir, device, amp_dtype):
     """preview/<step>.png: held-out frames (top row) over their reconstructions (bottom row)."""
-    frames = rearrange(held_out, "e n c h w -> (e n) c h w")[:PREVIEW_FRAMES]
+    frames = held_out[:PREVIEW_FRAMES, 0]  # (F, 3, H, W): the first frame of each of the first clips
     rows = [np.concatenate(list(video_to_uint8(video)), axis=1)  # (H, F*W, 3)
             for video in (frames, reconstruct(vae, frames, device, amp_dtype))]
     (run_dir / "preview").mkdir(exist_ok=True)
@@ -305,6 +323,16 @@ def export_autoencoder(vae, folder, shift, scale):
         shutil.rmtree(old)
     else:
         os.replace(staging, folder)
+
+
+def finished_export_exists(run_dir):
+    """Whether vae/ loads and reconstruction.json reads: a run killed mid-finish has to finish again."""
+    try:
+        load_vae(run_dir / "vae")
+        json.loads((run_dir / "reconstruction.json").read_text())
+    except Exception:  # missing or unreadable: either way the finish is redone
+        return False
+    return True
 
 
 def finish_autoencoder(cfg, vae, held_out, run_dir, device, amp_dtype, logger):

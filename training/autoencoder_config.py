@@ -24,6 +24,8 @@ class AutoencoderConfig:
     frame_interval: int = 3  # stride between those frames; the same as the FVDM run's keeps the frame statistics
     image_size: int = 256  # frames are resized/cropped to image_size x image_size, as for the FVDM run
     random_flip: bool = True  # horizontal flip augmentation
+    crop_size: Optional[int] = None  # train on a random crop of this size per frame (null: whole frames); the
+    #                                  autoencoder is convolutional, so crops teach it the same map for less compute
     num_workers: int = 4  # DataLoader worker processes per rank
     eval_split: str = "test"  # held-out split for PSNR / SSIM (bouncing: its test stream; ucf101: testlist01)
     eval_num_clips: int = 32  # held-out clips (x num_frames frames) scored at every eval and at the end
@@ -40,6 +42,7 @@ class AutoencoderConfig:
     # --- optimisation ---
     learning_rate: float = 1.0e-4  # AdamW learning rate (peak, after warmup)
     weight_decay: float = 0.0  # AdamW weight decay
+    adam_betas: List[float] = field(default_factory=lambda: [0.9, 0.999])  # AdamW (beta1, beta2)
     lr_warmup_steps: int = 100  # linear warmup from 0 over this many optimizer steps
     lr_schedule: str = "cosine"  # after warmup: "constant" or "cosine" (decays to 0 at max_train_steps)
     local_batch_size: int = 8  # clips per rank per step (x num_frames frames)
@@ -83,6 +86,11 @@ def validate_autoencoder_config(cfg):
     factor = 2 ** (len(cfg.block_out_channels) - 1)
     require(cfg.image_size % factor == 0, "image_size",
             f"must be a multiple of the downsampling factor {factor} (len(block_out_channels) - 1 halvings)")
+    if cfg.crop_size is not None:
+        require(factor <= cfg.crop_size <= cfg.image_size and cfg.crop_size % factor == 0, "crop_size",
+                f"must be a multiple of the downsampling factor {factor}, at most image_size")
+        require(not cfg.mid_block_attention, "crop_size", "needs mid_block_attention=false (attention sees the "
+                "whole frame, so crops would teach it another input size)")
     require(cfg.reconstruction_loss in ("l1", "mse"), "reconstruction_loss", "choose 'l1' or 'mse'")
     require(cfg.kl_weight >= 0, "kl_weight", "must be >= 0")
     require(cfg.learning_rate > 0, "learning_rate", "must be > 0")
