@@ -187,3 +187,13 @@ def test_latent_cache_of_our_vae_round_trips_and_trains(tmp_path, trained):
     with pytest.raises(ValueError, match="config key 'vae'.*encode it again"):
         cache.check_matches(load_config(None, [*overrides, f"vae={moved}"]))
 
+
+
+@pytest.mark.parametrize("dataset", ["ffs", "sky", "taichi", "ucf101"])
+def test_dataset_autoencoder_configs_keep_the_fvdm_geometry(dataset):
+    stage1 = load_autoencoder_config(REPO / "configs" / dataset / f"{dataset}_autoencoder.yaml")
+    stage2 = load_config(REPO / "configs" / dataset / f"{dataset}_train.yaml")
+    assert (stage1.dataset, stage1.data_path, stage1.image_size) == (stage2.dataset, stage2.data_path,
+                                                                      stage2.image_size)
+    # /8 and 4 channels, as sd-vae-ft-ema: the FVDM config's model sees the same 4 x 32 x 32 latents.
+    assert (2 ** (len(stage1.block_out_channels) - 1), stage1.latent_channels) == (8, 4)

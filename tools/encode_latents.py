@@ -18,11 +18,12 @@ from datasets import build_config_dataset
 from datasets.video_datasets import skipped_files
 from datasets.latent_cache import LatentCacheWriter
 from models.vae import encode_video, latent_scale_and_shift, load_vae, model_geometry
+from tools.runtime import MIXED_PRECISION, autocast_dtype
 from training import load_config
 
 
 def encode_dataset(cfg, out_dir, clips_per_video=1, flip=False, batch_size=8, num_workers=4, dtype="float16",
-                   device=None):
+                   device=None, mixed_precision="no"):
     """Fill (or finish) the cache at out_dir; returns {path: reason} of the videos the dataset skipped."""
     if cfg.vae is None:
         raise ValueError("config key 'vae' is null: a latent cache needs the local VAE path")
@@ -34,6 +35,7 @@ def encode_dataset(cfg, out_dir, clips_per_video=1, flip=False, batch_size=8, nu
     latent_channels, latent_size = model_geometry(cfg.image_size, cfg.vae)
     vae = load_vae(cfg.vae, device=device)
     scale, shift = latent_scale_and_shift(vae)
+    amp_dtype = autocast_dtype(mixed_precision, device.type)
     meta = {
         "dataset": cfg.dataset, "data_path": cfg.data_path, "split": cfg.split, "split_file": cfg.split_file,
         "class_index_file": cfg.class_index_file, "dataset_length": cfg.dataset_length,
@@ -42,6 +44,7 @@ def encode_dataset(cfg, out_dir, clips_per_video=1, flip=False, batch_size=8, nu
         "clips_per_video": clips_per_video, "orientations": 2 if flip else 1,
         "latent_shape": [cfg.num_frames, latent_channels, latent_size, latent_size], "dtype": dtype,
         "vae": cfg.vae, "latent_scale": scale, "latent_shift": shift, "encoding": "posterior mean",
+        "autocast": str(amp_dtype).removeprefix("torch.") if amp_dtype is not None else None,
     }
     writer = LatentCacheWriter(out_dir, meta)
     skipped = {}
@@ -55,7 +58,8 @@ def encode_dataset(cfg, out_dir, clips_per_video=1, flip=False, batch_size=8, nu
         for batch in tqdm(loader, desc=f"clip {clip + 1}/{clips_per_video}", dynamic_ncols=True):
             video = batch["video"].to(device)  # (B, N, 3, H, W)
             orientations = [video, video.flip(-1)] if flip else [video]
-            latents = torch.stack([encode_video(vae, v, chunk_size=cfg.vae_chunk_size) for v in orientations], 1)
+            with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+                latents = torch.stack([encode_video(vae, v, chunk_size=cfg.vae_chunk_size) for v in orientations], 1)
             writer.write(batch["index"].numpy(), clip, latents, batch["label"])  # latents: (B, O, N, C, h, w)
             skipped.update(skipped_files(batch))
     return skipped
@@ -73,11 +77,14 @@ def main(argv=None):
     parser.add_argument("--dtype", choices=("float16", "float32"), default="float16",
                         help="storage dtype; float16 halves the disk use (relative rounding ~5e-4)")
     parser.add_argument("--device", default=None, help="default: cuda if available, else cpu")
+    parser.add_argument("--mixed-precision", choices=MIXED_PRECISION, default="no",
+                        help="autocast of the encoder: bf16 about doubles the speed on a CPU with native bf16 "
+                             "(latents then differ from fp32 ones by bf16 rounding, ~0.4%%); auto: bf16 where native")
     parser.add_argument("overrides", nargs="*", help="config key=value overrides, e.g. data_path=/data/sky")
     args = parser.parse_args(argv)
     cfg = load_config(args.config, args.overrides)
     skipped = encode_dataset(cfg, args.out, args.clips_per_video, args.flip, args.batch_size,
-                                 args.num_workers, args.dtype, args.device)
+                             args.num_workers, args.dtype, args.device, args.mixed_precision)
     for path, reason in skipped.items():
         print(f"warning: skipped {path}: {reason}", file=sys.stderr)
     if skipped:

@@ -34,7 +34,7 @@ fi
 
 echo "== 2/4 encode the training clips to latents once ($LATENTS_DIR)"
 python tools/encode_latents.py --config configs/demo/demo_train.yaml --out "$LATENTS_DIR" --batch-size 32 \
-    --num-workers 0
+    --num-workers 0 --mixed-precision auto
 
 echo "== 3/4 train the FVDM on the latents (log: $RUN_DIR/log.txt, curves: metrics.jsonl, previews: preview/)"
 python train_video.py --config configs/demo/demo_train.yaml "$@"
@@ -45,11 +45,12 @@ python sample/generate.py --config configs/demo/demo_sample.yaml preset=all
 echo "samples: $SAMPLES/<preset>/<video>/ (video.mp4, video.gif, contact_sheet.png, schedule.png, frames/)"
 
 echo "== object check: do 32 standard samples show one object with the shape, colour and motion of held-out clips?"
+echo "   (and held-out clips through the autoencoder: the most a model decoded by it can score)"
 rm -rf "$OBJECTS_DIR"
 python sample/sample_ddp.py --config configs/demo/demo_sample.yaml num_samples=32 batch_size=32 seed=1000 \
     eval_dir="$OBJECTS_DIR/generated"
 python tools/object_metrics.py --fake "$OBJECTS_DIR/generated" --frame_interval "$(config_value frame_interval)" \
-    --out "$OBJECTS_DIR/objects.json"
+    --vae "$AUTOENCODER_DIR/vae" --out "$OBJECTS_DIR/objects.json"
 echo "== conditioned tasks on 32 held-out clips, against their true trajectories (contact sheets: $TASKS_DIR/)"
 python tools/object_tasks.py --config configs/demo/demo_sample.yaml --num_videos 32 \
     --frame_interval "$(config_value frame_interval)" --out_dir "$TASKS_DIR" progress=false

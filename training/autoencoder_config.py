@@ -95,6 +95,8 @@ def validate_autoencoder_config(cfg):
     require(cfg.kl_weight >= 0, "kl_weight", "must be >= 0")
     require(cfg.learning_rate > 0, "learning_rate", "must be > 0")
     require(cfg.lr_schedule in ("constant", "cosine"), "lr_schedule", "choose 'constant' or 'cosine'")
+    require(len(cfg.adam_betas) == 2 and all(0 <= b < 1 for b in cfg.adam_betas), "adam_betas",
+            "must be two numbers in [0, 1)")
     require(cfg.clip_max_norm > 0, "clip_max_norm", "must be > 0")
     require(0.0 <= cfg.ema_decay < 1.0, "ema_decay", "must lie in [0, 1)")
     require(cfg.mixed_precision in MIXED_PRECISION, "mixed_precision", f"choose one of {list(MIXED_PRECISION)}")
