@@ -132,6 +132,15 @@ def class_field_docs(cls):
     return docs
 
 
+def key_checker(cfg):
+    """require(ok, key, why) for a validate function: raises ValueError naming the config key and its value."""
+    def require(ok, key, why):
+        if not ok:
+            raise ValueError(f"config key {key!r} = {cfg[key]!r}: {why}")
+
+    return require
+
+
 def format_default(value):
     """A default as it is written on the command line: null, true/false, numbers, strings, [..], {..}."""
     if value is None:

@@ -7,7 +7,7 @@ from typing import Dict, List, Optional
 
 from omegaconf import OmegaConf
 
-from configs import merge_config
+from configs import key_checker, merge_config
 from diffusion.vtv import OPTION_DEFAULTS, PRESETS
 from models.latte import ATTENTION_BACKENDS
 from tools.runtime import MIXED_PRECISION
@@ -27,7 +27,7 @@ class SampleConfig:
     num_frames: Optional[int] = None  # frames per model window (its training clip length)
     num_classes: Optional[int] = None  # 0: unconditional; null label id = num_classes
     learn_sigma: Optional[bool] = None  # the model also predicts the variance (2C output channels)
-    vae: Optional[str] = None  # local VAE folder (latent model: sd-vae-ft-ema or ours); null: the checkpoint's, else pixels
+    vae: Optional[str] = None  # local VAE folder of a latent model (sd-vae-ft-ema or ours); null: the checkpoint's
     noise_schedule: Optional[str] = None  # training beta schedule (null: checkpoint's, else "linear")
     diffusion_steps: Optional[int] = None  # training chain length (null: checkpoint's, else 1000)
     # --- sampler ---
@@ -109,10 +109,7 @@ def load_eval_config(config_path=None, overrides=()):
 
 
 def validate_config(cfg):
-    def require(ok, key, why):
-        if not ok:
-            raise ValueError(f"config key {key!r} = {cfg[key]!r}: {why}")
-
+    require = key_checker(cfg)
     require(cfg.preset in (*PRESETS, "all"), "preset", f"unknown preset; choose one of {[*PRESETS, 'all']}")
     require(cfg.sample_method in ("ddim", "ddpm"), "sample_method", "choose 'ddim' or 'ddpm'")
     require(cfg.mixed_precision in MIXED_PRECISION, "mixed_precision", f"choose one of {list(MIXED_PRECISION)}")

@@ -41,7 +41,7 @@ def tiny_vae_dir():
     return save_tiny_vae
 
 
-# sd-vae-ft-ema's config.json (stabilityai/sd-vae-ft-ema), the geometry keys that matter here: 4 levels (/8), 4 channels.
+# sd-vae-ft-ema's config.json (stabilityai/sd-vae-ft-ema), the keys that matter here: 4 levels (/8), 4 channels.
 SD_VAE_CONFIG = {
     "_class_name": "AutoencoderKL", "act_fn": "silu", "block_out_channels": [128, 256, 512, 512],
     "down_block_types": ["DownEncoderBlock2D"] * 4, "up_block_types": ["UpDecoderBlock2D"] * 4, "in_channels": 3,

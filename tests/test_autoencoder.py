@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -54,6 +55,8 @@ def trained(tmp_path_factory):
     ("image_size=31", "image_size"),  # not a multiple of the /2 downsampling
     ("reconstruction_loss=lpips", "reconstruction_loss"),
     ("ema_decay=1.0", "ema_decay"),
+    ("crop_size=7", "crop_size"),  # not a multiple of the /2 downsampling
+    ("adam_betas=[0.9]", "adam_betas"),
 ])
 def test_bad_values_name_their_key(tmp_path, override, key):
     with pytest.raises(ValueError, match=f"'{key}'"):
@@ -63,7 +66,8 @@ def test_bad_values_name_their_key(tmp_path, override, key):
 
 
 def test_resume_equals_uninterrupted_run(tmp_path):
-    common = ["lr_schedule=constant", "ckpt_every=3", "ema_decay=0.5"]
+    # Random crops and posterior samples draw from the RNG that checkpoints restore.
+    common = ["lr_schedule=constant", "ckpt_every=3", "ema_decay=0.5", "crop_size=16"]
     train_autoencoder(autoencoder_config(tmp_path, *common, "max_train_steps=6", "experiment_name=straight"))
     train_autoencoder(autoencoder_config(tmp_path, *common, "max_train_steps=3", "experiment_name=resumed"))
     train_autoencoder(autoencoder_config(tmp_path, *common, "max_train_steps=6", "experiment_name=resumed"))
@@ -173,7 +177,15 @@ def test_latent_cache_of_our_vae_round_trips_and_trains(tmp_path, trained):
         torch.testing.assert_close(round_trip, decode_latents(vae, encode_video(vae, video)))
     meta = json.loads((tmp_path / "cache" / "meta.json").read_text())
     assert meta["latent_scale"] == pytest.approx(vae.config.scaling_factor)
-    assert meta["latent_shape"] == [2, 4, 16, 16]
+    assert meta["latent_shape"] == [2, 4, 16, 16] and meta["autocast"] is None
+    # bf16 autocast (--mixed-precision) gives the same latents to bf16 rounding, and says so in the meta.
+    encode_dataset(cfg, tmp_path / "cache_bf16", batch_size=4, num_workers=0, dtype="float32", mixed_precision="bf16")
+    assert json.loads((tmp_path / "cache_bf16" / "meta.json").read_text())["autocast"] == "bfloat16"
+    bf16_cache = LatentCacheDataset(tmp_path / "cache_bf16")
+    for index in (0, 5):
+        fp32, bf16 = cache[index]["latents"], bf16_cache[index]["latents"]
+        assert not torch.equal(fp32, bf16)
+        torch.testing.assert_close(bf16, fp32, rtol=0, atol=0.05 * fp32.abs().max().item())
 
     train(load_config(None, [*overrides, f"latent_cache_dir={tmp_path / 'cache'}", "experiment_name=fvdm"]))
     checkpoint = torch.load(tmp_path / "fvdm" / "checkpoints" / "0000002.pt", weights_only=True)
@@ -197,3 +209,17 @@ def test_dataset_autoencoder_configs_keep_the_fvdm_geometry(dataset):
                                                                       stage2.image_size)
     # /8 and 4 channels, as sd-vae-ft-ema: the FVDM config's model sees the same 4 x 32 x 32 latents.
     assert (2 ** (len(stage1.block_out_channels) - 1), stage1.latent_channels) == (8, 4)
+
+
+def test_object_check_scores_real_clips_through_the_autoencoder(trained):
+    from tools.object_metrics import autoencoder_round_trip, real_videos
+    from tools.runtime import video_to_uint8
+
+    real = real_videos(2, 2, 32, 2)  # uint8 (2, 2, 32, 32, 3)
+    round_trip = autoencoder_round_trip(real, trained / "vae")
+    assert round_trip.shape == real.shape and round_trip.dtype == np.uint8
+    vae = load_vae(trained / "vae")
+    video = torch.from_numpy(real).permute(0, 1, 4, 2, 3).float() / 127.5 - 1.0
+    expected = video_to_uint8(decode_latents(vae, encode_video(vae, video))[1])
+    assert np.array_equal(round_trip[1], expected)
+    assert not np.array_equal(round_trip, real)  # 40 steps of training do not make it exact

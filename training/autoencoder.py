@@ -32,11 +32,11 @@ from datasets.sampler import EpochShardSampler
 from models.checkpoint import atomic_write, checkpoint_path, prune_checkpoints, read_training_checkpoint
 from models.vae import create_autoencoder, load_vae
 from tools.metrics.reconstruction import psnr, ssim
-from tools.runtime import autocast_dtype, setup_distributed, video_to_uint8
+from tools.runtime import video_to_uint8
 
 from .autoencoder_config import autoencoder_run_dir
-from .logs import MetricsLog, SkippedVideoLog, create_logger
-from .loop import choose_resume_checkpoint, prepare_checkpoint_dir
+from .logs import MetricsLog, SkippedVideoLog
+from .loop import choose_resume_checkpoint, start_run
 from .state import all_gather, capture_rng_state, learning_rate_at, restore_rng_state, seed_everything, update_ema
 
 CHECKPOINT_KEYS = ("autoencoder", "model", "ema", "opt", "step", "epoch", "samples_in_epoch", "world_size",
@@ -86,15 +86,9 @@ def read_autoencoder_checkpoint(path):
 
 def train_autoencoder(cfg):
     """Train the autoencoder run of `cfg` (a load_autoencoder_config result) to max_train_steps, then export it."""
-    rank, world_size, device = setup_distributed()
-    is_main = rank == 0
     run_dir = autoencoder_run_dir(cfg)
-    ckpt_dir = run_dir / "checkpoints"
-    prepare_checkpoint_dir(ckpt_dir, is_main, world_size)
-    logger = create_logger(run_dir if is_main else None)
-    amp_dtype = autocast_dtype(cfg.mixed_precision, device.type)
-    if amp_dtype == torch.float16 and device.type != "cuda":
-        raise ValueError("mixed_precision=fp16 needs a GPU; use bf16 on CPU")
+    rank, world_size, device, ckpt_dir, logger, amp_dtype = start_run(cfg, run_dir)
+    is_main = rank == 0
     resume_path, checkpoint = choose_resume_checkpoint(cfg, ckpt_dir, is_main, world_size, logger,
                                                        read=read_autoencoder_checkpoint)
     config_dict = OmegaConf.to_container(cfg, resolve=True)

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import List, Optional
 
-from configs import merge_config
+from configs import key_checker, merge_config
 from tools.runtime import MIXED_PRECISION
 
 
@@ -70,10 +70,7 @@ def load_autoencoder_config(config_path=None, overrides=()):
 
 
 def validate_autoencoder_config(cfg):
-    def require(ok, key, why):
-        if not ok:
-            raise ValueError(f"config key {key!r} = {cfg[key]!r}: {why}")
-
+    require = key_checker(cfg)
     for key in ("num_frames", "frame_interval", "image_size", "eval_num_clips", "latent_stat_clips",
                 "layers_per_block", "latent_channels", "norm_num_groups", "local_batch_size", "max_train_steps",
                 "log_every", "ckpt_every", "keep_last_checkpoints"):

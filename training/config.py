@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-from configs import merge_config
+from configs import key_checker, merge_config
 from diffusion import TIMESTEP_DISTRIBUTIONS
 from models.latte import ATTENTION_BACKENDS
 from tools.runtime import MIXED_PRECISION
@@ -86,10 +86,7 @@ def load_config(config_path=None, overrides=()):
 
 def validate_config(cfg):
     """Values the schema's types let through but training cannot use raise ValueError naming the key."""
-    def require(ok, key, why):
-        if not ok:
-            raise ValueError(f"config key {key!r} = {cfg[key]!r}: {why}")
-
+    require = key_checker(cfg)
     for key in ("num_frames", "image_size", "frame_interval", "local_batch_size", "gradient_accumulation_steps",
                 "max_train_steps", "log_every", "ckpt_every", "keep_last_checkpoints", "diffusion_steps",
                 "preview_num_samples", "vae_chunk_size"):

@@ -38,16 +38,10 @@ from .state import (
 
 def train(cfg):
     """Train the run of `cfg` (a load_config result) to cfg.max_train_steps, resuming as resume_from_checkpoint says."""
-    rank, world_size, device = setup_distributed()
-    is_main = rank == 0
     run_dir = run_dir_of(cfg)
-    ckpt_dir = run_dir / "checkpoints"
-    prepare_checkpoint_dir(ckpt_dir, is_main, world_size)
-    logger = create_logger(run_dir if is_main else None)
+    rank, world_size, device, ckpt_dir, logger, amp_dtype = start_run(cfg, run_dir)
+    is_main = rank == 0
     allow_tf32(cfg.allow_tf32)
-    amp_dtype = autocast_dtype(cfg.mixed_precision, device.type)
-    if amp_dtype == torch.float16 and device.type != "cuda":
-        raise ValueError("mixed_precision=fp16 needs a GPU; use bf16 on CPU")
 
     resume_path, checkpoint = choose_resume_checkpoint(cfg, ckpt_dir, is_main, world_size, logger)
     config_dict = OmegaConf.to_container(cfg, resolve=True)
@@ -164,6 +158,19 @@ def train(cfg):
         finish_run(cfg, ckpt_dir, ema, config_dict, step, finished_on_resume, logger)
     if world_size > 1:
         dist.destroy_process_group()
+
+
+def start_run(cfg, run_dir):
+    """What every trainer does first: join torchrun's group, prepare run_dir/checkpoints and the logger, and resolve
+    the autocast dtype. Returns (rank, world_size, device, ckpt_dir, logger, amp_dtype)."""
+    rank, world_size, device = setup_distributed()
+    ckpt_dir = run_dir / "checkpoints"
+    prepare_checkpoint_dir(ckpt_dir, rank == 0, world_size)
+    logger = create_logger(run_dir if rank == 0 else None)
+    amp_dtype = autocast_dtype(cfg.mixed_precision, device.type)
+    if amp_dtype == torch.float16 and device.type != "cuda":
+        raise ValueError("mixed_precision=fp16 needs a GPU; use bf16 on CPU")
+    return rank, world_size, device, ckpt_dir, logger, amp_dtype
 
 
 def prepare_checkpoint_dir(ckpt_dir, is_main, world_size):
