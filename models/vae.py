@@ -11,10 +11,6 @@ from pathlib import Path
 import torch
 from einops import rearrange
 
-# sd-vae-ft-ema's multiplier that brings its latents to roughly unit variance (Latte, DiT and FVDM use it); its
-# config.json carries it, and diffusers writes it as the default of any AutoencoderKL config.
-LATENT_SCALE = 0.18215
-
 
 def find_vae_dir(path) -> Path:
     """Accept either the VAE folder itself or a pipeline folder with a vae/ subfolder (Latte's layout)."""
