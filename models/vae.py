@@ -36,9 +36,9 @@ def read_vae_config(path):
         raise ValueError(f"VAE config {config_path} is not valid JSON: {error}") from None
 
 
-def downsampling_factor(vae_config):
+def downsampling_factor(block_out_channels):
     """Pixels per latent pixel along each side: one 2x downsampling between consecutive encoder blocks."""
-    return 2 ** (len(vae_config["block_out_channels"]) - 1)
+    return 2 ** (len(block_out_channels) - 1)
 
 
 def model_geometry(image_size, vae=None):
@@ -47,7 +47,7 @@ def model_geometry(image_size, vae=None):
     if vae is None:
         return 3, image_size
     config = read_vae_config(vae)
-    factor = downsampling_factor(config)
+    factor = downsampling_factor(config["block_out_channels"])
     if image_size % factor:
         raise ValueError(f"image_size {image_size} must be a multiple of {factor}, the downsampling factor of the "
                          f"VAE at {vae} (config key `vae`)")

@@ -27,10 +27,10 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
-from datasets import build_config_dataset, build_dataset
+from datasets import build_config_dataset
 from datasets.sampler import EpochShardSampler
 from models.checkpoint import atomic_write, checkpoint_path, prune_checkpoints, read_training_checkpoint
-from models.vae import create_autoencoder, load_vae
+from models.vae import create_autoencoder, downsampling_factor, load_vae
 from tools.metrics.reconstruction import psnr, ssim
 from tools.runtime import video_to_uint8
 
@@ -119,7 +119,7 @@ def train_autoencoder(cfg):
         scaler.load_state_dict(checkpoint["scaler"])
         step, epoch, samples_in_epoch = checkpoint["step"], checkpoint["epoch"], checkpoint["samples_in_epoch"]
     finished_on_resume = step >= cfg.max_train_steps
-    logger.info(f"AutoencoderKL {list(cfg.block_out_channels)} (/{2 ** (len(cfg.block_out_channels) - 1)}, "
+    logger.info(f"AutoencoderKL {list(cfg.block_out_channels)} (/{downsampling_factor(cfg.block_out_channels)}, "
                 f"{cfg.latent_channels} latent channels): {sum(p.numel() for p in vae.parameters()):,} parameters, "
                 f"frames {cfg.image_size}px, autocast {amp_dtype or 'off'}")
 
@@ -243,24 +243,25 @@ def mean_terms(sums, world_size, device):
 
 def held_out_frames(cfg):
     """(E, N, 3, H, W) held-out clips: the first eval_num_clips of eval_split, at epoch 0 (fixed)."""
-    dataset = build_dataset(cfg.dataset, data_path=cfg.data_path, num_frames=cfg.num_frames,
-                            frame_interval=cfg.frame_interval, image_size=cfg.image_size, seed=cfg.global_seed,
-                            split=cfg.eval_split, class_index_file=cfg.class_index_file, length=cfg.eval_num_clips)
+    held_out_keys = {"split": cfg.eval_split, "split_file": None, "dataset_length": cfg.eval_num_clips}
+    dataset = build_config_dataset(OmegaConf.merge(cfg, held_out_keys), random_flip=False)
     if len(dataset) == 0:
         raise ValueError(f"config key 'eval_split' = {cfg.eval_split!r}: dataset {cfg.dataset!r} has no clips there")
     return torch.stack([dataset[i]["video"] for i in range(min(cfg.eval_num_clips, len(dataset)))])
 
 
 @torch.no_grad()
-def reconstruct(vae, frames, device, amp_dtype, chunk_size=32):
+def over_chunks(fn, frames, device, amp_dtype, chunk_size=32):
+    """fn of (F, 3, H, W) frames, chunk by chunk on `device` under the run's autocast, concatenated on the CPU."""
+    with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+        return torch.cat([fn(chunk.to(device)).cpu() for chunk in frames.split(chunk_size)])
+
+
+def reconstruct(vae, frames, device, amp_dtype):
     """(F, 3, H, W) -> its reconstructions through the posterior mean (what encode_video uses), in [-1, 1]."""
     vae.eval()
-    outputs = []
-    for chunk in frames.split(chunk_size):
-        with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-            latent = vae.encode(chunk.to(device)).latent_dist.mean
-            outputs.append(vae.decode(latent).sample.float().clamp(-1, 1).cpu())
-    return torch.cat(outputs)
+    return over_chunks(lambda chunk: vae.decode(vae.encode(chunk).latent_dist.mean).sample.float().clamp(-1, 1),
+                       frames, device, amp_dtype)
 
 
 def reconstruction_scores(vae, held_out, cfg, device, amp_dtype):
@@ -293,11 +294,7 @@ def measure_latent_statistics(vae, cfg, device, amp_dtype):
     indices = np.random.default_rng(cfg.global_seed).permutation(len(dataset))[:count]
     frames = torch.cat([dataset[int(i)]["video"] for i in indices])  # (count*N, 3, H, W)
     vae.eval()
-    latents = []
-    for chunk in frames.split(32):
-        with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-            latents.append(vae.encode(chunk.to(device)).latent_dist.mean.double().cpu())
-    latents = torch.cat(latents)
+    latents = over_chunks(lambda chunk: vae.encode(chunk).latent_dist.mean.double(), frames, device, amp_dtype)
     return latents.mean().item(), latents.std().item()
 
 

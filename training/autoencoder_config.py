@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import List, Optional
 
 from configs import key_checker, merge_config
+from models.vae import downsampling_factor
 from tools.runtime import MIXED_PRECISION
 
 
@@ -80,7 +81,7 @@ def validate_autoencoder_config(cfg):
     require(len(cfg.block_out_channels) >= 1, "block_out_channels", "needs at least one level")
     require(all(c % cfg.norm_num_groups == 0 for c in cfg.block_out_channels), "block_out_channels",
             f"every entry must be a multiple of norm_num_groups = {cfg.norm_num_groups}")
-    factor = 2 ** (len(cfg.block_out_channels) - 1)
+    factor = downsampling_factor(cfg.block_out_channels)
     require(cfg.image_size % factor == 0, "image_size",
             f"must be a multiple of the downsampling factor {factor} (len(block_out_channels) - 1 halvings)")
     if cfg.crop_size is not None:
