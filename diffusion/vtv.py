@@ -314,14 +314,17 @@ def next_frame_split(num_frames, context_frames, predict_frames):
 # ----------------------------------------------------------------------------- sampling one window
 
 def sample_window(diffusion, model, shape, frame_schedule, *, method="ddim", eta=0.0, cond_frames=None,
-                    cond_mask=None, cond_noise_level=0, noise=None, model_kwargs=None, device=None,
-                    progress=False, clip_denoised=False, denoised_fn=None, generator=None):
+                  cond_mask=None, cond_noise_level=0, history_guidance=1.0, history_noise_level=None, noise=None,
+                  model_kwargs=None, device=None, progress=False, clip_denoised=False, denoised_fn=None,
+                  generator=None):
     """Sample with a per-step, per-frame schedule of base-scale levels (-1 = clean).
 
     frame_schedule: (S + 1, N) or (S + 1, B, N); step k moves frames from row k to row k + 1, and the last
     row must be all -1. cond_frames (B, N, C, H, W) with cond_mask (B, N): those frames stay at their given
     values at every step and in the output. The model sees clean frames at timestep 0, or noised to
     cond_noise_level with fresh noise each step when cond_noise_level > 0 (stabilization).
+    history_guidance w != 1 guides every step by the given frames (`history_guided`), their absence shown at
+    history_noise_level (None: the top level, pure noise).
     """
     if device is None:
         device = noise.device if noise is not None else next(model.parameters()).device
@@ -360,6 +363,8 @@ def sample_window(diffusion, model, shape, frame_schedule, *, method="ddim", eta
         raise ValueError(f"cond_noise_level must lie in [0, {diffusion.base_num_timesteps - 1}], "
                          f"got {cond_noise_level}")
 
+    if history_guidance != 1.0 and cond_mask.any():
+        model = history_guided(diffusion, model, x, cond_mask, history_guidance, history_noise_level, generator)
     sqrt_ab_cond = diffusion.base_alphas_cumprod_with_clean[cond_noise_level + 1].sqrt().item()
     for k in tqdm(range(schedule.shape[0] - 1), disable=not progress, desc="VTV sampling"):
         level_from, level_to = schedule[k], schedule[k + 1]
@@ -376,6 +381,42 @@ def sample_window(diffusion, model, shape, frame_schedule, *, method="ddim", eta
                               clip_denoised=clip_denoised, denoised_fn=denoised_fn, model_input=model_input,
                               model_timesteps=model_timesteps, generator=generator)
     return x
+
+def history_guided(diffusion, model, held_frames, cond_mask, weight, noise_level=None, generator=None):
+    """model(x, t) guided by the given frames: History Guidance (Song et al. 2025, the Diffusion Forcing line).
+
+    With per-frame timesteps the prediction without the given frames costs no second model: the same frames
+    are shown at noise_level (None: the top level, where nothing of them is left; lower: the fractional
+    variant) with fresh noise each call, next to the clean ones, in one call on a batch twice as large. The
+    noise estimate becomes without + weight * (with - without); a learned variance comes from the branch with
+    the frames, as classifier-free guidance does. held_frames (B, N, C, H, W) holds the given frames where
+    cond_mask (B, N) is set. A model that guides by class as well makes one call on four times the batch.
+    """
+    if not weight >= 0:
+        raise ValueError(f"history_guidance must be >= 0 (1 = off), got {weight}")
+    top = diffusion.base_num_timesteps - 1
+    level = top if noise_level is None else noise_level
+    if not 0 <= level <= top:
+        raise ValueError(f"history_noise_level must lie in [0, {top}] (null: {top}), got {noise_level}")
+    alpha_bar = diffusion.base_alphas_cumprod_with_clean[level + 1].item()
+    held = frame_view(cond_mask, held_frames)
+
+    def guided(x, t, **kwargs):  # x (B, N, C, H, W), t (B, N)
+        hidden = math.sqrt(alpha_bar) * held_frames + math.sqrt(1 - alpha_bar) * randn_like(x, generator)
+        x_without = torch.where(held, hidden.to(x.dtype), x)
+        t_without = torch.where(cond_mask, level, t)
+        doubled = {key: torch.cat([value, value]) if torch.is_tensor(value) else value
+                   for key, value in kwargs.items()}
+        output = model(torch.cat([x, x_without]), torch.cat([t, t_without]), **doubled)  # (2B, N, C or 2C, H, W)
+        if isinstance(output, tuple):
+            output = output[0]
+        with_history, without = output.chunk(2)
+        channels = x.shape[2]
+        eps = without[:, :, :channels] + weight * (with_history[:, :, :channels] - without[:, :, :channels])
+        return torch.cat([eps, with_history[:, :, channels:]], dim=2)
+
+    return guided
+
 
 def replacement_sample(diffusion, model, shape, cond_frames, cond_mask, *, method="ddim", eta=0.0, noise=None,
                             model_kwargs=None, device=None, progress=False, clip_denoised=False,
@@ -430,8 +471,9 @@ def plan_long_video(num_frames, context_frames, length, given_frames=0):
 
 
 def iter_long_video(diffusion, model, shape, length, context_frames, *, given=None, method="ddim", eta=0.0,
-                    cond_noise_level=0, model_kwargs=None, noise_fn=None, device=None, output_device="cpu",
-                    clip_denoised=False, progress=False, generator=None):
+                    cond_noise_level=0, history_guidance=1.0, history_noise_level=None, model_kwargs=None,
+                    noise_fn=None, device=None, output_device="cpu", clip_denoised=False, progress=False,
+                    generator=None):
     """Yield a video of `length` frames chunk by chunk (B, k, C, H, W) on output_device, given frames first.
 
     shape: (B, N, C, H, W), N the model's window. Only the current window and the last N frames stay on
@@ -454,8 +496,8 @@ def iter_long_video(diffusion, model, shape, length, context_frames, *, given=No
         window = sample_window(
             diffusion, model, (batch_size, context + new, *frame_shape), plan.frame_schedule, method=method, eta=eta,
             cond_frames=cond_frames, cond_mask=plan.cond_mask.to(device), cond_noise_level=cond_noise_level,
-            noise=noise_fn(context + new), model_kwargs=model_kwargs, device=device, clip_denoised=clip_denoised,
-            generator=generator)
+            history_guidance=history_guidance, history_noise_level=history_noise_level, noise=noise_fn(context + new),
+            model_kwargs=model_kwargs, device=device, clip_denoised=clip_denoised, generator=generator)
         yield window[:, context:].to(output_device)
         tail = window
 
@@ -636,7 +678,8 @@ def diagonal_stream(diffusion, model_fn, shape, clips, sampler, length, partitio
     grid = diffusion.sampling_timesteps
     partitions = partitions if partitions is not None else max(1, len(grid) // shape[1])
     schedule = diagonal_video_schedule(grid, shape[1], length, partitions, max_frames=HEATMAP_FRAMES)
-    sampler = {key: value for key, value in sampler.items() if key != "cond_noise_level"}  # nothing is given
+    given_only = ("cond_noise_level", "history_guidance", "history_noise_level")  # nothing is given
+    sampler = {key: value for key, value in sampler.items() if key not in given_only}
     return schedule, iter_diagonal_video(diffusion, model_fn, shape, length, partitions, **sampler)
 
 
@@ -724,7 +767,7 @@ def frame_noise(batch_size, frame_shape, device, generators=None):
 
 def sample_video(diffusion, model_fn, preset, shape, *, options=None, clips=(), noise_fn=None, method="ddim",
                  eta=0.0, model_kwargs=None, device=None, generator=None, clip_denoised=False, cond_noise_level=0,
-                 progress=False):
+                 history_guidance=1.0, history_noise_level=None, progress=False):
     """Sample a batch with any preset: (schedule, chunks).
 
     schedule: the level matrix drawn as the heatmap (rows = steps, columns = frames; -1 clean, NaN not started);
@@ -741,7 +784,7 @@ def sample_video(diffusion, model_fn, preset, shape, *, options=None, clips=(), 
     clips = [None if clip is None else clip.to(device).expand(batch_size, *clip.shape[1:]) for clip in clips]
     sampler = dict(method=method, eta=eta, model_kwargs=model_kwargs, device=device, generator=generator,
                    clip_denoised=clip_denoised, noise_fn=noise_fn, cond_noise_level=cond_noise_level,
-                   progress=progress)
+                   history_guidance=history_guidance, history_noise_level=history_noise_level, progress=progress)
     if PRESETS[preset].stream is not None:
         return PRESETS[preset].stream(diffusion, model_fn, shape, clips, sampler, **options)
     return sample_single_window(diffusion, model_fn, preset, shape, options, clips, sampler)

@@ -46,6 +46,11 @@ class SampleConfig:
     #                            or all: each in turn, one model load
     cond_noise_level: int = 0  # > 0: the model sees conditioning frames noised to this level (stabilization);
     #                            the output keeps them exactly clean
+    history_guidance: float = 1.0  # w of history guidance for presets that hold frames: without + w * (with -
+    #                                without), "without" showing the held frames at history_noise_level; 1 = off
+    #                                (one model call per step on twice the batch, four times with cfg_scale > 1)
+    history_noise_level: Optional[int] = None  # level of the held frames in the branch without them; null: the
+    #                                top level (999: pure noise); lower: fractional history guidance
     # --- preset inputs (images/videos are read, resized, center-cropped and encoded like training data;
     #     an input left null is generated first with the standard preset) ---
     image: Optional[str] = None  # i2v: the frame held clean
@@ -124,6 +129,9 @@ def validate_config(cfg):
     require(cfg.partitions is None or cfg.partitions >= 1, "partitions", "must be >= 1")
     require(cfg.eta >= 0, "eta", "must be >= 0")
     require(cfg.cfg_scale >= 0, "cfg_scale", "must be >= 0")
+    require(cfg.history_guidance >= 0, "history_guidance", "must be >= 0 (1 = off)")
+    require(cfg.history_noise_level is None or cfg.history_noise_level >= 0, "history_noise_level",
+            "must be >= 0 (null: the top level)")
     for key in INPUT_KEYS:
         presets = [name for name, preset in PRESETS.items() if key in preset.input_keys]
         require(cfg[key] is None or cfg.preset in presets, key, f"is an input of preset(s) {presets}, "

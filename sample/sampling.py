@@ -23,24 +23,29 @@ MODEL_KEYS = ("model", "image_size", "num_frames", "num_classes", "learn_sigma")
 DIFFUSION_DEFAULTS = {"noise_schedule": "linear", "diffusion_steps": 1000}
 
 
-def read_sampling_checkpoint(path):
+def read_sampling_checkpoint(path, weights="ema"):
     """(path, checkpoint) of a checkpoint file, or of a run's checkpoints/ folder: its newest <step>.pt or
     <step>-ema.safetensors that reads, so a file cut short (a full disk, a run killed elsewhere) falls back to the
-    one before, with a note. The file is read once, here."""
+    one before, with a note. weights="model" takes only .pt files: the EMA export holds no raw weights. The file
+    is read once, here."""
     path = Path(path)
     if not path.is_dir():
         if not path.is_file():
             raise FileNotFoundError(f"checkpoint not found (config key 'ckpt'): {path}")
+        if weights == "model" and path.name.endswith(EMA):
+            raise ValueError(f"config key 'weights' = 'model', but {path} is an EMA export that holds only the "
+                             "EMA weights; give the run's <step>.pt or its checkpoints/ folder")
         return path, read_checkpoint(path)
 
     def skip(bad, error):
         print(f"config key 'ckpt': skipping unreadable checkpoint {bad}: {error}", file=sys.stderr)
 
     # Newest step; at equal steps the EMA export (smaller, no optimizer state) wins.
-    found = newest_valid_checkpoint(path, (EMA, PT), on_skip=skip)
+    suffixes = (PT,) if weights == "model" else (EMA, PT)
+    found = newest_valid_checkpoint(path, suffixes, on_skip=skip)
     if found is None:
-        raise FileNotFoundError(f"config key 'ckpt': folder {path} holds no readable <step>.pt or "
-                                "<step>-ema.safetensors")
+        names = " or ".join(f"<step>{suffix}" for suffix in suffixes)
+        raise FileNotFoundError(f"config key 'ckpt': folder {path} holds no readable {names}")
     return found
 
 
@@ -80,7 +85,7 @@ def resolve_model_config(cfg, stored, ckpt_path=None):
 
 def load_model_for_sampling(cfg, device="cpu"):
     """(model in eval mode, VAE or None, resolved settings dict); EMA weights of our checkpoints by default."""
-    ckpt_path, checkpoint = read_sampling_checkpoint(cfg.ckpt) if cfg.ckpt is not None else (None, None)
+    ckpt_path, checkpoint = read_sampling_checkpoint(cfg.ckpt, cfg.weights) if cfg.ckpt is not None else (None, None)
     stored = (checkpoint_config(checkpoint) or {}) if checkpoint is not None else {}
     settings = resolve_model_config(cfg, stored, ckpt_path)
     latent = settings["vae"] is not None
@@ -130,7 +135,8 @@ def run_preset(model, diffusion, cfg, *, batch_size, clips=(), labels=None, gene
         (batch_size, model.num_frames, *frame_shape), options=preset_options(cfg), clips=clips,
         noise_fn=vtv.frame_noise(batch_size, frame_shape, device, generators), method=cfg.sample_method, eta=cfg.eta,
         model_kwargs={"y": labels.to(device)} if labels is not None else {}, device=device, generator=generators,
-        clip_denoised=clip_denoised, cond_noise_level=cfg.cond_noise_level, progress=cfg.progress)
+        clip_denoised=clip_denoised, cond_noise_level=cfg.cond_noise_level, history_guidance=cfg.history_guidance,
+        history_noise_level=cfg.history_noise_level, progress=cfg.progress)
 
 
 def to_model_space(video, vae):

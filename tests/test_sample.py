@@ -233,6 +233,16 @@ def test_checkpoint_folder_picks_newest_and_reads_safetensors_metadata(tmp_path,
     assert settings["ckpt"].endswith("0000020-ema.safetensors")
     assert torch.equal(model.final_layer.linear.weight, ema["final_layer.linear.weight"])
 
+    # weights=model passes over the EMA export, which holds no raw weights, and refuses it by name.
+    raw = torch.load(folder / "0000020.pt", weights_only=True)["model"]
+    model, _, settings = sampling.load_model_for_sampling(
+        sample_config.load_config(None, [f"ckpt={folder}", "weights=model"]))
+    assert settings["ckpt"].endswith("0000020.pt")
+    assert torch.equal(model.final_layer.linear.weight, raw["final_layer.linear.weight"])
+    with pytest.raises(ValueError, match="'weights' = 'model', but .*0000020-ema.safetensors is an EMA export"):
+        sampling.load_model_for_sampling(sample_config.load_config(
+            None, [f"ckpt={folder / '0000020-ema.safetensors'}", "weights=model"]))
+
 
 def test_bare_state_dict_asks_for_the_model_keys_and_a_wrong_size_one_names_its_file(tmp_path):
     bare = tmp_path / "converted_latte.pt"

@@ -521,3 +521,124 @@ def test_replacement_feeds_forward_noised_known_frames_at_the_shared_t():
         assert previous_noise is None or not torch.isclose(step_noise, previous_noise).any()  # fresh every step
         previous_noise = step_noise
     assert torch.equal(runs[0][0][0][:, ~known], noise[:, ~known])  # unknown frames start from the given noise
+
+
+# ----------------------------------------------------------------------------- history guidance
+
+def test_history_guidance_of_one_is_unguided_sampling_exactly():
+    model = tiny_model()
+    diffusion = create_diffusion("5")
+    cond_frames, noise = torch.randn(2, N, 3, 8, 8), torch.randn(2, N, 3, 8, 8)
+    videos = []
+    for weight in (None, 1.0):
+        options = {} if weight is None else {"history_guidance": weight, "history_noise_level": 300}
+        _, (video,) = vtv.sample_video(diffusion, model, "interpolation", noise.shape, clips=[cond_frames],
+                                       noise_fn=lambda n: noise[:, :n], method="ddpm",
+                                       generator=torch.Generator().manual_seed(0), **options)
+        videos.append(video)
+    assert torch.equal(*videos)
+
+
+@pytest.mark.parametrize("noise_level", [None, 300])
+def test_history_guidance_branch_without_the_frames_sees_them_at_the_noise_level(noise_level):
+    model = Recorder(tiny_model())
+    diffusion = create_diffusion("5")
+    plan = vtv.build_plan("next_frame", diffusion.sampling_timesteps, N, context_frames=3, predict_frames=5)
+    held = plan.cond_mask
+    cond_frames = torch.rand(2, N, 3, 8, 8) * 2 - 1
+    out = vtv.sample_window(diffusion, model, (2, N, 3, 8, 8), plan.frame_schedule, cond_frames=cond_frames,
+                            cond_mask=held, history_guidance=2.0, history_noise_level=noise_level)
+    assert torch.equal(out[:, held], cond_frames[:, held])  # held frames stay exact in the output
+    assert not torch.isclose(out[:, ~held], cond_frames[:, ~held]).any()
+
+    level = 999 if noise_level is None else noise_level
+    alpha_bar = create_diffusion("").alphas_cumprod[level]
+    expected = model_timesteps_of(plan.frame_schedule)
+    assert len(model.calls) == len(expected)  # one call per step, on twice the batch
+    for (x, t), row in zip(model.calls, expected):
+        assert x.shape[0] == 4
+        with_frames, without = x.chunk(2)
+        t_with, t_without = t.chunk(2)
+        assert torch.equal(t_with, row.expand(2, -1)) and (t_with[:, held] == 0).all()
+        assert torch.equal(with_frames[:, held], cond_frames[:, held])
+        assert (t_without[:, held] == level).all() and torch.equal(t_without[:, ~held], t_with[:, ~held])
+        assert torch.equal(without[:, ~held], with_frames[:, ~held])  # the generated frames are shared
+        residual = (without[:, held] - math.sqrt(alpha_bar) * cond_frames[:, held]) / math.sqrt(1 - alpha_bar)
+        assert 0.85 < residual.std().item() < 1.15 and abs(residual.mean().item()) < 0.15  # fresh N(0, 1)
+
+
+def test_history_guidance_combines_the_two_predictions_and_keeps_the_conditional_variance():
+    model = tiny_model()  # learned sigma: 2C output channels
+    diffusion = create_diffusion("5")
+    held = torch.zeros(2, N, dtype=torch.bool)
+    held[:, :2] = True
+    frames, x = torch.randn(2, N, 3, 8, 8), torch.randn(2, N, 3, 8, 8)
+    t = torch.where(held, 0, 600)
+    guided = vtv.history_guided(diffusion, model, frames, held, 3.0, 500, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        output = guided(x, t)
+        alpha_bar = diffusion.base_alphas_cumprod_with_clean[501].item()
+        noise = torch.randn(x.shape, generator=torch.Generator().manual_seed(1))
+        hidden = torch.where(held[..., None, None, None],
+                             math.sqrt(alpha_bar) * frames + math.sqrt(1 - alpha_bar) * noise, x)
+        with_frames, without = model(x, t), model(hidden, torch.where(held, 500, t))
+    torch.testing.assert_close(output[:, :, :3], without[:, :, :3] + 3.0 * (with_frames[:, :, :3] - without[:, :, :3]),
+                               rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(output[:, :, 3:], with_frames[:, :, 3:], rtol=1e-4, atol=1e-5)
+
+
+class BatchCounter(torch.nn.Module):
+    """Counts model calls and the batch size of each."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+        self.batches = []
+        self.num_classes = model.num_classes
+
+    def forward(self, x, t, y=None):
+        self.batches.append(x.shape[0])
+        return self.model(x, t, y)
+
+    def forward_with_cfg(self, x, t, y, cfg_scale):
+        return type(self.model).forward_with_cfg(self, x, t, y, cfg_scale)
+
+    @property
+    def in_channels(self):
+        return self.model.in_channels
+
+
+@pytest.mark.parametrize("cfg_scale,history_guidance,batch", [(1.0, 1.0, 3), (1.0, 2.0, 6), (4.0, 1.0, 6),
+                                                              (4.0, 2.0, 12)])
+def test_history_and_class_guidance_make_one_call_per_step(cfg_scale, history_guidance, batch):
+    """The documented count: one model call per sampling step, on the batch doubled by each guidance in use."""
+    from sample.sampling import sampling_model_fn
+
+    model = BatchCounter(tiny_model(num_classes=5))
+    diffusion = create_diffusion("4")
+    plan = vtv.build_plan("i2v", diffusion.sampling_timesteps, N)
+    vtv.sample_window(diffusion, sampling_model_fn(model, cfg_scale), (3, N, 3, 8, 8), plan.frame_schedule,
+                      cond_frames=torch.randn(3, N, 3, 8, 8), cond_mask=plan.cond_mask,
+                      history_guidance=history_guidance, model_kwargs={"y": torch.tensor([0, 1, 2])},
+                      device="cpu")
+    assert model.batches == [batch] * len(model_timesteps_of(plan.frame_schedule))
+
+
+def test_history_guidance_in_long_video_and_bad_values():
+    model = Recorder(tiny_model())
+    diffusion = create_diffusion("3")
+    given = torch.randn(2, 3, 3, 8, 8)
+    video = torch.cat(list(vtv.iter_long_video(diffusion, model, (2, N, 3, 8, 8), 20, 3, given=given,
+                                               history_guidance=1.5)), dim=1)
+    assert video.shape == (2, 20, 3, 8, 8) and torch.equal(video[:, :3], given)
+    assert model.calls and all(x.shape[0] == 4 and (t[2:, :3] == 999).all() for x, t in model.calls)
+    _, chunks = vtv.sample_video(create_diffusion("8"), tiny_model(), "diagonal", (2, N, 3, 8, 8),
+                                 options={"length": 2}, history_guidance=2.0)  # nothing is given: no guidance
+    assert torch.cat(list(chunks), dim=1).shape == (2, 2, 3, 8, 8)
+    plan = vtv.build_plan("i2v", diffusion.sampling_timesteps, N)
+    for options, message in [({"history_guidance": -1.0}, "history_guidance must be >= 0"),
+                             ({"history_guidance": 2.0, "history_noise_level": 1000},
+                              r"history_noise_level must lie in \[0, 999\]")]:
+        with pytest.raises(ValueError, match=message):
+            vtv.sample_window(diffusion, model, (2, N, 3, 8, 8), plan.frame_schedule,
+                              cond_frames=torch.randn(2, N, 3, 8, 8), cond_mask=plan.cond_mask, **options)
