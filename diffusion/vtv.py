@@ -382,6 +382,7 @@ def sample_window(diffusion, model, shape, frame_schedule, *, method="ddim", eta
                               model_timesteps=model_timesteps, generator=generator)
     return x
 
+
 def history_guided(diffusion, model, held_frames, cond_mask, weight, noise_level=None, generator=None):
     """model(x, t) guided by the given frames: History Guidance (Song et al. 2025, the Diffusion Forcing line).
 
