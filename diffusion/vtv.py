@@ -34,6 +34,8 @@ from tqdm.auto import tqdm
 from .gaussian_diffusion import frame_view, randn_like
 
 CLEAN = -1
+CONDITIONING = ("vtv", "replacement")  # how given frames condition a window: clean beside noisy, or scalar-t baseline
+REPLACEMENT_PRESETS = ("standard", "i2v", "interpolation", "transition", "next_frame", "long")  # one shared t
 
 
 @dataclass
@@ -316,7 +318,7 @@ def next_frame_split(num_frames, context_frames, predict_frames):
 def sample_window(diffusion, model, shape, frame_schedule, *, method="ddim", eta=0.0, cond_frames=None,
                   cond_mask=None, cond_noise_level=0, history_guidance=1.0, history_noise_level=None, noise=None,
                   model_kwargs=None, device=None, progress=False, clip_denoised=False, denoised_fn=None,
-                  generator=None):
+                  generator=None, conditioning="vtv"):
     """Sample with a per-step, per-frame schedule of base-scale levels (-1 = clean).
 
     frame_schedule: (S + 1, N) or (S + 1, B, N); step k moves frames from row k to row k + 1, and the last
@@ -325,7 +327,11 @@ def sample_window(diffusion, model, shape, frame_schedule, *, method="ddim", eta
     cond_noise_level with fresh noise each step when cond_noise_level > 0 (stabilization).
     history_guidance w != 1 guides every step by the given frames (`history_guided`), their absence shown at
     history_noise_level (None: the top level, pure noise).
+    conditioning "replacement" samples the same window the way a scalar-timestep model must (`replacement_sample`):
+    the baseline VTV conditioning is measured against, defined where every generated frame walks the grid together.
     """
+    if conditioning not in CONDITIONING:
+        raise ValueError(f"conditioning must be one of {CONDITIONING}, got {conditioning!r}")
     if device is None:
         device = noise.device if noise is not None else next(model.parameters()).device
     B, N = shape[:2]
@@ -363,6 +369,11 @@ def sample_window(diffusion, model, shape, frame_schedule, *, method="ddim", eta
         raise ValueError(f"cond_noise_level must lie in [0, {diffusion.base_num_timesteps - 1}], "
                          f"got {cond_noise_level}")
 
+    if conditioning == "replacement":
+        check_replacement_schedule(diffusion, schedule, cond_mask, cond_noise_level, history_guidance)
+        return replacement_sample(diffusion, model, shape, x, cond_mask, method=method, eta=eta, noise=x,
+                                  model_kwargs=model_kwargs, device=device, progress=progress,
+                                  clip_denoised=clip_denoised, denoised_fn=denoised_fn, generator=generator)
     if history_guidance != 1.0 and cond_mask.any():
         model = history_guided(diffusion, model, x, cond_mask, history_guidance, history_noise_level, generator)
     sqrt_ab_cond = diffusion.base_alphas_cumprod_with_clean[cond_noise_level + 1].sqrt().item()
@@ -417,6 +428,18 @@ def history_guided(diffusion, model, held_frames, cond_mask, weight, noise_level
         return torch.cat([eps, with_history[:, :, channels:]], dim=2)
 
     return guided
+
+
+def check_replacement_schedule(diffusion, schedule, cond_mask, cond_noise_level, history_guidance):
+    """Replacement is defined for one shared t: every generated frame on the grid's path, the given ones clean."""
+    if cond_noise_level or history_guidance != 1.0:
+        raise ValueError("conditioning 'replacement' shows the given frames noised to the shared t, so it takes "
+                         f"neither cond_noise_level ({cond_noise_level}) nor history_guidance ({history_guidance})")
+    path = torch.tensor(descending_levels(diffusion.sampling_timesteps) + [CLEAN], device=schedule.device)
+    shared = torch.where(cond_mask, CLEAN, path[:, None, None]) if len(path) == len(schedule) else None
+    if shared is None or not torch.equal(schedule, shared):
+        raise ValueError("conditioning 'replacement' needs every generated frame at one shared timestep (presets "
+                         f"{REPLACEMENT_PRESETS}); this schedule gives frames different levels")
 
 
 def replacement_sample(diffusion, model, shape, cond_frames, cond_mask, *, method="ddim", eta=0.0, noise=None,
@@ -474,7 +497,7 @@ def plan_long_video(num_frames, context_frames, length, given_frames=0):
 def iter_long_video(diffusion, model, shape, length, context_frames, *, given=None, method="ddim", eta=0.0,
                     cond_noise_level=0, history_guidance=1.0, history_noise_level=None, model_kwargs=None,
                     noise_fn=None, device=None, output_device="cpu", clip_denoised=False, progress=False,
-                    generator=None):
+                    generator=None, conditioning="vtv"):
     """Yield a video of `length` frames chunk by chunk (B, k, C, H, W) on output_device, given frames first.
 
     shape: (B, N, C, H, W), N the model's window. Only the current window and the last N frames stay on
@@ -498,7 +521,8 @@ def iter_long_video(diffusion, model, shape, length, context_frames, *, given=No
             diffusion, model, (batch_size, context + new, *frame_shape), plan.frame_schedule, method=method, eta=eta,
             cond_frames=cond_frames, cond_mask=plan.cond_mask.to(device), cond_noise_level=cond_noise_level,
             history_guidance=history_guidance, history_noise_level=history_noise_level, noise=noise_fn(context + new),
-            model_kwargs=model_kwargs, device=device, clip_denoised=clip_denoised, generator=generator)
+            model_kwargs=model_kwargs, device=device, clip_denoised=clip_denoised, generator=generator,
+            conditioning=conditioning)
         yield window[:, context:].to(output_device)
         tail = window
 
@@ -679,7 +703,7 @@ def diagonal_stream(diffusion, model_fn, shape, clips, sampler, length, partitio
     grid = diffusion.sampling_timesteps
     partitions = partitions if partitions is not None else max(1, len(grid) // shape[1])
     schedule = diagonal_video_schedule(grid, shape[1], length, partitions, max_frames=HEATMAP_FRAMES)
-    given_only = ("cond_noise_level", "history_guidance", "history_noise_level")  # nothing is given
+    given_only = ("cond_noise_level", "history_guidance", "history_noise_level", "conditioning")  # nothing is given
     sampler = {key: value for key, value in sampler.items() if key not in given_only}
     return schedule, iter_diagonal_video(diffusion, model_fn, shape, length, partitions, **sampler)
 
@@ -768,7 +792,7 @@ def frame_noise(batch_size, frame_shape, device, generators=None):
 
 def sample_video(diffusion, model_fn, preset, shape, *, options=None, clips=(), noise_fn=None, method="ddim",
                  eta=0.0, model_kwargs=None, device=None, generator=None, clip_denoised=False, cond_noise_level=0,
-                 history_guidance=1.0, history_noise_level=None, progress=False):
+                 history_guidance=1.0, history_noise_level=None, conditioning="vtv", progress=False):
     """Sample a batch with any preset: (schedule, chunks).
 
     schedule: the level matrix drawn as the heatmap (rows = steps, columns = frames; -1 clean, NaN not started);
@@ -777,7 +801,11 @@ def sample_video(diffusion, model_fn, preset, shape, *, options=None, clips=(), 
     clips: model-space clips (1 or B, N, C, H, W) the preset conditions on, in its order; a missing one (None, or
     past the list's end) is sampled with `standard` first (streamed presets start from noise instead).
     generator: one, or one per video, for the sampler's own draws; noise_fn(n) gives initial noise for n frames.
+    conditioning: "vtv", or "replacement" (the scalar-timestep baseline) for the presets in REPLACEMENT_PRESETS.
     """
+    if conditioning == "replacement" and preset not in REPLACEMENT_PRESETS:
+        raise ValueError(f"conditioning 'replacement' needs one shared timestep, which preset {preset!r} does not "
+                         f"have; use one of {REPLACEMENT_PRESETS}")
     batch_size, num_frames, *frame_shape = shape
     device = torch.device(device) if device is not None else next(model_fn.parameters()).device
     noise_fn = noise_fn or frame_noise(batch_size, frame_shape, device)
@@ -785,7 +813,8 @@ def sample_video(diffusion, model_fn, preset, shape, *, options=None, clips=(), 
     clips = [None if clip is None else clip.to(device).expand(batch_size, *clip.shape[1:]) for clip in clips]
     sampler = dict(method=method, eta=eta, model_kwargs=model_kwargs, device=device, generator=generator,
                    clip_denoised=clip_denoised, noise_fn=noise_fn, cond_noise_level=cond_noise_level,
-                   history_guidance=history_guidance, history_noise_level=history_noise_level, progress=progress)
+                   history_guidance=history_guidance, history_noise_level=history_noise_level,
+                   conditioning=conditioning, progress=progress)
     if PRESETS[preset].stream is not None:
         return PRESETS[preset].stream(diffusion, model_fn, shape, clips, sampler, **options)
     return sample_single_window(diffusion, model_fn, preset, shape, options, clips, sampler)

@@ -8,7 +8,7 @@ from typing import Dict, List, Optional
 from omegaconf import OmegaConf
 
 from configs import key_checker, merge_config
-from diffusion.vtv import OPTION_DEFAULTS, PRESETS
+from diffusion.vtv import CONDITIONING, OPTION_DEFAULTS, PRESETS, REPLACEMENT_PRESETS
 from models.latte import ATTENTION_BACKENDS
 from tools.runtime import MIXED_PRECISION
 
@@ -51,6 +51,9 @@ class SampleConfig:
     #                                (one model call per step on twice the batch, four times with cfg_scale > 1)
     history_noise_level: Optional[int] = None  # level of the held frames in the branch without them; null: the
     #                                top level (999: pure noise); lower: fractional history guidance
+    conditioning: str = "vtv"  # "vtv": held frames clean beside noisy ones | "replacement": the scalar-timestep
+    #                            baseline (every frame at one t, the held ones forward-noised to it each step),
+    #                            for presets with one shared t (REPLACEMENT_PRESETS of diffusion/vtv.py)
     # --- preset inputs (images/videos are read, resized, center-cropped and encoded like training data;
     #     an input left null is generated first with the standard preset) ---
     image: Optional[str] = None  # i2v: the frame held clean
@@ -132,6 +135,12 @@ def validate_config(cfg):
     require(cfg.history_guidance >= 0, "history_guidance", "must be >= 0 (1 = off)")
     require(cfg.history_noise_level is None or cfg.history_noise_level >= 0, "history_noise_level",
             "must be >= 0 (null: the top level)")
+    require(cfg.conditioning in CONDITIONING, "conditioning", f"choose one of {list(CONDITIONING)}")
+    if cfg.conditioning == "replacement":
+        require(cfg.preset in REPLACEMENT_PRESETS, "conditioning", f"'replacement' needs one shared timestep: "
+                f"presets {list(REPLACEMENT_PRESETS)}, not {cfg.preset!r}")
+        require(cfg.history_guidance == 1 and cfg.cond_noise_level == 0, "conditioning", "'replacement' takes "
+                "neither history_guidance nor cond_noise_level (the held frames are noised to the shared t)")
     for key in INPUT_KEYS:
         presets = [name for name, preset in PRESETS.items() if key in preset.input_keys]
         require(cfg[key] is None or cfg.preset in presets, key, f"is an input of preset(s) {presets}, "

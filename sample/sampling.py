@@ -136,7 +136,7 @@ def run_preset(model, diffusion, cfg, *, batch_size, clips=(), labels=None, gene
         noise_fn=vtv.frame_noise(batch_size, frame_shape, device, generators), method=cfg.sample_method, eta=cfg.eta,
         model_kwargs={"y": labels.to(device)} if labels is not None else {}, device=device, generator=generators,
         clip_denoised=clip_denoised, cond_noise_level=cfg.cond_noise_level, history_guidance=cfg.history_guidance,
-        history_noise_level=cfg.history_noise_level, progress=cfg.progress)
+        history_noise_level=cfg.history_noise_level, conditioning=cfg.conditioning, progress=cfg.progress)
 
 
 def to_model_space(video, vae):

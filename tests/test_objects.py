@@ -171,11 +171,40 @@ def test_object_metrics_cli_scores_a_folder_beside_real_clips(tmp_path):
 def test_object_tasks_cli_runs_every_task_of_a_random_init_model(tmp_path):
     from tools.object_tasks import main as object_tasks_main
 
+    methods = ["vtv", "replacement", "vtv:history_guidance=2,history_noise_level=500"]
     object_tasks_main(["--num_videos", "2", "--batch_size", "2", "--length", "12", "--out_dir", str(tmp_path),
-                       "ckpt=null", "model=Latte-T/4", "image_size=16", "num_frames=8", "num_classes=0",
-                       "learn_sigma=true", "num_sampling_steps=3", "progress=false"])
+                       *[flag for method in methods for flag in ("--method", method)], "ckpt=null",
+                       "model=Latte-T/4", "image_size=16", "num_frames=8", "num_classes=0", "learn_sigma=true",
+                       "num_sampling_steps=3", "progress=false"])
     tasks = json.loads((tmp_path / "tasks.json").read_text())["tasks"]
-    assert tasks["interpolation"]["given_frames"] == [0, 7] and tasks["long"]["generated_frames"] == 8
-    for task in ("interpolation", "next_frame", "long"):
-        assert tasks[task]["shows_object"] == 0.0 and tasks[task]["copy_centre_error"] > 0
+    assert tasks["i2v"]["given_frames"] == [0] and tasks["interpolation"]["given_frames"] == [0, 7]
+    assert tasks["long"]["generated_frames"] == 8 and [w["frames"] for w in tasks["long"]["windows"]] == [
+        [4, 5, 6, 7], [8, 9, 10, 11]]
+    for task in ("i2v", "interpolation", "next_frame", "long"):
+        rows = tasks[task]["methods"]
+        assert list(rows) == [*methods, "real clips", "copy nearest given frame"]
+        for method in methods:  # a random-init model draws no object
+            assert rows[method]["shows_object"] == 0.0 and rows[method]["videos_move_plausibly"] == 0.0
+        real, copy = rows["real clips"], rows["copy nearest given frame"]
+        assert real["shows_object"] == real["colour_match"] == real["videos_move_plausibly"] == 1.0
+        assert real["centre_error"] < 0.05 and copy["shows_object"] == copy["colour_match"] == 1.0
+        assert copy["centre_error"] == pytest.approx(copy["copy_centre_error"], abs=0.05) and copy["centre_error"] > 0
+        assert copy["videos_move_plausibly"] == 0.0  # a frozen object is no bouncing one
         assert Image.open(tmp_path / f"{task}.png").size[0] > 0
+    windows = tasks["long"]["methods"]["copy nearest given frame"]["windows"]
+    assert windows[1]["centre_error"] > windows[0]["centre_error"]  # copying drifts further from the truth
+    tables = (tmp_path / "tasks.md").read_text()
+    assert "### i2v" in tables and "| real clips | 100% |" in tables and "frames 8-11" in tables
+
+
+def test_object_tasks_method_names():
+    from tools.object_tasks import method_overrides
+
+    assert method_overrides("vtv") == ["conditioning=vtv"]
+    assert method_overrides("replacement") == ["conditioning=replacement"]
+    assert method_overrides("vtv:history_guidance=2,cond_noise_level=50") == [
+        "conditioning=vtv", "history_guidance=2", "cond_noise_level=50"]
+    with pytest.raises(ValueError, match="must start with 'vtv' or 'replacement'"):
+        method_overrides("ddim")
+    with pytest.raises(ValueError, match="is not key=value"):
+        method_overrides("vtv:history_guidance")

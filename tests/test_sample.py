@@ -285,6 +285,10 @@ def test_frame_expressions_set_per_frame_on_the_command_line():
     (["num_samples=0"], "'num_samples' = 0: must be >= 1"),
     (["preset=interpolation", "first_image=a.png"], "first_image and last_image go together"),
     (["length=abc"], "bad value for config key 'length'"),
+    (["conditioning=scalar"], "'conditioning' = 'scalar': choose one of"),
+    (["conditioning=replacement", "preset=diagonal"], "'conditioning' = 'replacement': 'replacement' needs one "
+                                                      "shared timestep"),
+    (["conditioning=replacement", "preset=i2v", "history_guidance=2"], "takes neither history_guidance"),
 ])
 def test_bad_config_names_the_key(overrides, message):
     with pytest.raises(ValueError, match=message):

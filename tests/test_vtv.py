@@ -523,6 +523,57 @@ def test_replacement_feeds_forward_noised_known_frames_at_the_shared_t():
     assert torch.equal(runs[0][0][0][:, ~known], noise[:, ~known])  # unknown frames start from the given noise
 
 
+@pytest.mark.parametrize("preset,options", [("interpolation", {}), ("next_frame", {"context_frames": 3,
+                                                                                    "predict_frames": 5})])
+def test_replacement_conditioning_of_a_preset_is_replacement_sample(preset, options):
+    model = tiny_model()
+    diffusion = create_diffusion("6")
+    clip, noise = torch.randn(2, N, 3, 8, 8), torch.randn(2, N, 3, 8, 8)
+    plan = vtv.build_plan(preset, diffusion.sampling_timesteps, N, **options)
+    _, (video,) = vtv.sample_video(diffusion, model, preset, noise.shape, options=options, clips=[clip],
+                                   noise_fn=lambda n: noise[:, :n], method="ddpm", conditioning="replacement",
+                                   generator=torch.Generator().manual_seed(0))
+    direct = vtv.replacement_sample(diffusion, model, noise.shape, clip, plan.cond_mask, method="ddpm",
+                                    noise=noise, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(video, direct)
+    _, (with_vtv,) = vtv.sample_video(diffusion, model, preset, noise.shape, options=options, clips=[clip],
+                                      noise_fn=lambda n: noise[:, :n], method="ddpm",
+                                      generator=torch.Generator().manual_seed(0))
+    assert not torch.allclose(video[:, ~plan.cond_mask], with_vtv[:, ~plan.cond_mask])
+
+
+def test_replacement_long_video_shows_every_frame_at_one_t_and_keeps_the_context():
+    model = Recorder(tiny_model())
+    diffusion = create_diffusion("3")
+    given = torch.randn(2, 4, 3, 8, 8)
+    video = torch.cat(list(vtv.iter_long_video(diffusion, model, (2, N, 3, 8, 8), 12, 4, given=given,
+                                               conditioning="replacement")), dim=1)
+    assert video.shape == (2, 12, 3, 8, 8) and torch.equal(video[:, :4], given)
+    assert len(model.calls) == 2 * 3  # two windows of 4 new frames, 3 steps each
+    assert all((t == t[:, :1]).all() and t.min() >= 0 for _, t in model.calls)  # no frame is shown clean
+    second_window = model.calls[3][0]
+    assert not torch.equal(second_window[:, :4], video[:, 4:8])  # its context enters forward-noised
+
+
+def test_replacement_refuses_what_it_cannot_sample():
+    model, diffusion = tiny_model(), create_diffusion("4")
+    shape = (1, N, 3, 8, 8)
+    with pytest.raises(ValueError, match="preset 'progressive' does not have"):
+        vtv.sample_video(diffusion, model, "progressive", shape, conditioning="replacement")
+    plan = vtv.build_plan("i2v", diffusion.sampling_timesteps, N)
+    window = dict(cond_frames=torch.randn(shape), cond_mask=plan.cond_mask, conditioning="replacement")
+    for options, message in [({"history_guidance": 2.0}, "neither cond_noise_level"),
+                             ({"cond_noise_level": 10}, "neither cond_noise_level")]:
+        with pytest.raises(ValueError, match=message):
+            vtv.sample_window(diffusion, model, shape, plan.frame_schedule, **window, **options)
+    lagged = vtv.build_plan("progressive", diffusion.sampling_timesteps, N, progressive_mode="lag")
+    with pytest.raises(ValueError, match="one shared timestep"):
+        vtv.sample_window(diffusion, model, shape, lagged.frame_schedule, conditioning="replacement")
+    with pytest.raises(ValueError, match="conditioning must be one of"):
+        vtv.sample_window(diffusion, model, shape, plan.frame_schedule, cond_frames=torch.randn(shape),
+                          cond_mask=plan.cond_mask, conditioning="scalar")
+
+
 # ----------------------------------------------------------------------------- history guidance
 
 def test_history_guidance_of_one_is_unguided_sampling_exactly():

@@ -1,15 +1,22 @@
 """Conditioned tasks of a bouncing-shapes model, scored against the true trajectories of held-out clips.
 
     python tools/object_tasks.py --config configs/demo/demo_sample.yaml --out_dir results/demo/tasks [key=value ...]
+    python tools/object_tasks.py ... --method vtv --method replacement --method vtv:history_guidance=2 \\
+        --method vtv:history_guidance=2,history_noise_level=500 --method vtv:cond_noise_level=50
 
 Each held-out clip (the bouncing test split) gives the model some of its frames:
+- i2v: frame 0; the model makes the other N-1 (one frame fixes no velocity: motion is judged by plausibility);
 - interpolation: frames 0 and N-1 of the N-frame window; the model fills in the rest;
 - next_frame: the first N/2 frames; the model predicts the other N/2;
-- long: the first N/2 frames; the model continues them to --length frames, window after window.
+- long: the first N/2 frames; the model continues them to --length frames, window after window, and every
+  window is scored on its own, so drift is a number.
 The frames it generates are read by tools/metrics/objects.py and compared with the scene's closed-form
-trajectory, colour and shape, beside copying the nearest given frame (the object stops where it was last seen).
-Writes tasks.json and <task>.png per task (the true clip above the generated one, for the first clips).
-key=value overrides go to the sample config (SampleConfig in sample/config.py), e.g. ckpt=... seed=...
+trajectory, colour and shape. Every method (--method: "vtv", "replacement" (the scalar-timestep baseline),
+either followed by ":key=value,..." sample-config overrides such as history guidance or stabilization noise)
+is scored beside two rows made without the model: the real clips (through the autoencoder, for a latent model:
+the most it can score) and copying the nearest given frame (the object stops where it was last seen).
+Writes tasks.json, tasks.md (the tables) and <task>.png per task (the true clip, then each method's video,
+for the first clips). key=value overrides go to the sample config (SampleConfig in sample/config.py).
 """
 import argparse
 import json
@@ -19,15 +26,23 @@ import numpy as np
 import torch
 
 from datasets.bouncing import BouncingShapes
+from diffusion.vtv import plan_long_video
 from sample.config import load_config
 from sample.outputs import save_contact_sheet
 from sample.sampling import (
     batches_of, create_sampling_diffusion, load_model_for_sampling, sampled_batches, to_model_space, to_pixels,
 )
-from tools.metrics.objects import task_scores
+from tools.metrics.objects import object_statistics, read_videos, task_scores
 from tools.runtime import default_device, video_to_uint8
 
-SHEET_CLIPS = 6  # clips drawn in each task's contact sheet
+TASKS = ("i2v", "interpolation", "next_frame", "long")
+SHEET_CLIPS = 4  # clips drawn in each task's contact sheet
+REAL, COPY = "real clips", "copy nearest given frame"  # the rows made without the model
+# Columns of the printed tables: (key in the scores, heading, format)
+FRAME_COLUMNS = [("shows_object", "shows object", "{:.0%}"), ("colour_match", "colour kept", "{:.0%}"),
+                 ("shape_match", "shape kept", "{:.0%}"), ("centre_error", "centre error (px)", "{:.2f}")]
+VIDEO_COLUMNS = [("videos_keep_object", "videos keep it", "{:.0%}"),
+                 ("videos_move_plausibly", "move plausibly", "{:.0%}")]
 
 
 def task_settings(task, num_frames, length):
@@ -35,17 +50,45 @@ def task_settings(task, num_frames, length):
     half = num_frames // 2
     frames = length if task == "long" else num_frames
     given = np.zeros(frames, dtype=bool)
-    if task == "interpolation":
+    if task == "i2v":
+        given[0] = True
+        overrides, num_inputs = {"preset": "i2v", "cond_frame": 0}, num_frames
+    elif task == "interpolation":
         given[[0, num_frames - 1]] = True
         overrides, num_inputs = {"preset": "interpolation", "keyframes": None}, num_frames
     elif task == "next_frame":
         given[:half] = True
         overrides = {"preset": "next_frame", "context_frames": half, "predict_frames": num_frames - half}
         num_inputs = num_frames
-    else:  # long: the given frames are the whole input, continued window after window
+    elif task == "long":  # the given frames are the whole input, continued window after window
         given[:half] = True
         overrides, num_inputs = {"preset": "long", "context_frames": half, "length": length}, half
+    else:
+        raise ValueError(f"unknown task {task!r}; choose from {TASKS}")
     return overrides, frames, given, num_inputs
+
+
+def method_overrides(method):
+    """Sample-config overrides of a method "vtv" | "replacement" [":key=value,key=value"]."""
+    conditioning, _, extra = method.partition(":")
+    if conditioning not in ("vtv", "replacement"):
+        raise ValueError(f"method {method!r} must start with 'vtv' or 'replacement'")
+    extra = [item for item in extra.split(",") if item]
+    bad = [item for item in extra if "=" not in item]
+    if bad:
+        raise ValueError(f"method {method!r}: {bad} is not key=value")
+    return [f"conditioning={conditioning}", *extra]
+
+
+def long_windows(num_frames, length):
+    """bool (windows, length): the frames each window of the long task generates."""
+    half = num_frames // 2
+    masks = []
+    for start, context, new in plan_long_video(num_frames, half, length, given_frames=half):
+        mask = np.zeros(length, dtype=bool)
+        mask[start + context:start + context + new] = True
+        masks.append(mask)
+    return np.stack(masks)
 
 
 @torch.no_grad()
@@ -60,6 +103,65 @@ def sample_task(cfg, model, vae, settings, diffusion, clips, num_inputs, batch_s
     return np.stack(videos)
 
 
+@torch.no_grad()
+def through_autoencoder(clips, vae, batch_size, device):
+    """uint8 (B, L, H, W, 3): the clips encoded and decoded (for a pixel model, the clips themselves)."""
+    videos = []
+    for indices in batches_of(list(range(len(clips))), batch_size):
+        pixels = to_pixels(to_model_space(clips[indices].to(device), vae), vae).cpu()
+        videos.extend(video_to_uint8(video) for video in pixels)
+    return np.stack(videos)
+
+
+def copy_nearest(truth, given):
+    """uint8 (B, N, H, W, 3): every frame a copy of the nearest given frame (ties: the earlier one)."""
+    given_indices = np.flatnonzero(given)
+    return truth[:, [given_indices[np.abs(given_indices - n).argmin()] for n in range(len(given))]]
+
+
+def score_videos(videos, scenes, times, given, frame_interval, windows=None):
+    """Frame scores of the generated frames (task_scores), video scores of the whole videos (object_statistics),
+    and, with windows (W, frames) bool, the frame scores of each window's frames."""
+    readings = read_videos(videos)
+    video_stats = object_statistics(videos, frame_interval, readings=readings)
+    scores = {**task_scores(videos, scenes, times, given, readings=readings),
+              **{key: video_stats[key] for key, _, _ in VIDEO_COLUMNS}}
+    if windows is not None:
+        scores["windows"] = [task_scores(videos, scenes, times, given, scored=mask, readings=readings)
+                             for mask in windows]
+    return scores
+
+
+def cell(value, form):
+    return "-" if value is None or np.isnan(value) else form.format(value)
+
+
+def markdown_tables(results):
+    """One table per task (rows: methods, then the real clips and the copy baseline); the long task also gets
+    one row per method and window."""
+    lines = []
+    for task, entry in results["tasks"].items():
+        columns = FRAME_COLUMNS + VIDEO_COLUMNS
+        lines += [f"### {task} (given frames {entry['given_frames']}, {entry['generated_frames']} generated per "
+                  f"video, {results['num_videos']} held-out clips)", "",
+                  "| method | " + " | ".join(heading for _, heading, _ in columns) + " |",
+                  "|---|" + "---|" * len(columns)]
+        for method, scores in entry["methods"].items():
+            lines.append(f"| {method} | " + " | ".join(cell(scores[key], form) for key, _, form in columns) + " |")
+        lines.append("")
+        if task == "long":
+            windows = entry["windows"]
+            lines += ["Per window of the long video (frames it generates):", "",
+                      "| method | " + " | ".join(f"frames {w['frames'][0]}-{w['frames'][-1]}" for w in windows)
+                      + " |", "|---|" + "---|" * len(windows)]
+            for method, scores in entry["methods"].items():
+                lines.append(f"| {method} | " + " | ".join(
+                    f"{cell(w['shows_object'], '{:.0%}')}, {cell(w['centre_error'], '{:.2f}')} px"
+                    for w in scores["windows"]) + " |")
+            lines += ["", "(cells: frames showing the object, centre error against the true trajectory)", ""]
+    return "\n".join(lines)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", default="configs/demo/demo_sample.yaml", help="sample config (YAML)")
@@ -68,43 +170,62 @@ def main(argv=None):
     parser.add_argument("--length", type=int, default=24, help="frames of each long video")
     parser.add_argument("--frame_interval", type=int, default=2,
                         help="generator time steps between frames, as in training (the demo's: 2)")
-    parser.add_argument("--tasks", nargs="+", default=["interpolation", "next_frame", "long"],
-                        choices=["interpolation", "next_frame", "long"])
+    parser.add_argument("--tasks", nargs="+", default=list(TASKS), choices=TASKS)
+    parser.add_argument("--method", action="append", dest="methods",
+                        help='"vtv" (default) or "replacement", optionally with ":key=value,..." sample-config '
+                             'overrides; repeat the flag for several methods')
     parser.add_argument("--out_dir", default="results/demo/tasks")
-    parser.add_argument("overrides", nargs="*", help="sample config key=value overrides")
+    parser.add_argument("overrides", nargs="*", help="sample config key=value overrides (every method)")
     args = parser.parse_args(argv)
+    methods = {method: method_overrides(method) for method in args.methods or ["vtv"]}
     cfg = load_config(args.config, args.overrides)
     device = default_device(cfg.device)
     model, vae, settings = load_model_for_sampling(cfg, device)
-    diffusion = create_sampling_diffusion(cfg, settings)
     num_frames, image_size = settings["num_frames"], settings["image_size"]
 
     held_out = BouncingShapes(num_frames=max(num_frames, args.length), frame_interval=args.frame_interval,
                               image_size=image_size, split="test", length=args.num_videos)
     clips = torch.stack([held_out[index]["video"] for index in range(args.num_videos)])  # (B, L, 3, H, W)
     truth = np.stack([video_to_uint8(clip) for clip in clips])  # (B, L, H, W, 3)
+    real = through_autoencoder(clips, vae, args.batch_size, device)
     scenes = [held_out.scene(index) for index in range(args.num_videos)]
     out_dir = Path(args.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    results = {"ckpt": settings["ckpt"], "sampler": f"{cfg.sample_method}-{cfg.num_sampling_steps}", "tasks": {}}
+    results = {"ckpt": settings["ckpt"], "sampler": f"{cfg.sample_method}-{cfg.num_sampling_steps}",
+               "num_videos": args.num_videos, "tasks": {}}
     for task in args.tasks:
         overrides, frames, given, num_inputs = task_settings(task, num_frames, args.length)
-        for key, value in overrides.items():
-            cfg[key] = value
-        videos = sample_task(cfg, model, vae, settings, diffusion, clips, num_inputs, args.batch_size, device)
+        task_keys = [f"{key}={'null' if value is None else value}" for key, value in overrides.items()]
         times = args.frame_interval * np.arange(frames)
-        scores = task_scores(videos, scenes, times, given)
-        results["tasks"][task] = {"given_frames": np.flatnonzero(given).tolist(), **scores}
-        print(f"{task:>13}: the object shows in {scores['shows_object']:.0%} of the {scores['generated_frames']} "
-              f"generated frames per video (colour right in {scores['colour_match']:.0%} of those, shape in "
-              f"{scores['shape_match']:.0%}); where anything shows ({scores['has_foreground']:.0%}), its centre is "
-              f"{scores['centre_error']:.2f} px from the truth (copying the nearest given frame: "
-              f"{scores['copy_centre_error']:.2f} px)")
-        rows = [frame for clip in range(min(SHEET_CLIPS, len(videos))) for video in (truth, videos)
-                for frame in video[clip, :frames]]
+        windows = long_windows(num_frames, args.length) if task == "long" else None
+        videos = {}
+        for method, extra in methods.items():
+            method_cfg = load_config(args.config, [*args.overrides, *task_keys, *extra])
+            diffusion = create_sampling_diffusion(method_cfg, settings)
+            videos[method] = sample_task(method_cfg, model, vae, settings, diffusion, clips, num_inputs,
+                                         args.batch_size, device)
+        videos[REAL], videos[COPY] = real[:, :frames], copy_nearest(truth[:, :frames], given)
+        scores = {name: score_videos(video, scenes, times, given, args.frame_interval, windows)
+                  for name, video in videos.items()}
+        results["tasks"][task] = {"given_frames": np.flatnonzero(given).tolist(), "generated_frames": int(
+            (~given).sum()), "methods": scores}
+        if windows is not None:
+            results["tasks"][task]["windows"] = [{"frames": np.flatnonzero(mask).tolist()} for mask in windows]
+        for name, entry in scores.items():
+            print(f"{task:>13} {name}: the object shows in {entry['shows_object']:.0%} of the "
+                  f"{entry['generated_frames']} generated frames (colour kept in "
+                  f"{cell(entry['colour_match'], '{:.0%}')} of those, shape in "
+                  f"{cell(entry['shape_match'], '{:.0%}')}); centre "
+                  f"{cell(entry['centre_error'], '{:.2f}')} px from the truth; "
+                  f"{entry['videos_move_plausibly']:.0%} of videos move plausibly")
+        shown = [truth[:, :frames], *(videos[method] for method in methods)]
+        rows = [frame for clip in range(min(SHEET_CLIPS, args.num_videos)) for video in shown
+                for frame in video[clip]]
         save_contact_sheet(np.stack(rows), out_dir / f"{task}.png", columns=frames, max_frames=len(rows))
     (out_dir / "tasks.json").write_text(json.dumps(results, indent=2))
-    print(f"wrote {out_dir / 'tasks.json'} and a contact sheet per task (rows: true clip, then generated)")
+    (out_dir / "tasks.md").write_text(markdown_tables(results))
+    print(f"wrote {out_dir / 'tasks.json'}, tasks.md and a contact sheet per task (rows, per clip: the true clip, "
+          f"then {', '.join(methods)})")
 
 
 if __name__ == "__main__":

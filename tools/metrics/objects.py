@@ -145,13 +145,14 @@ def read_videos(videos, threshold=0.25):
     return [[read_frame(frame, threshold) for frame in video] for video in videos]
 
 
-def object_statistics(videos, frame_interval, threshold=0.25):
+def object_statistics(videos, frame_interval, threshold=0.25, readings=None):
     """Frame and video scores of uint8 videos (B, N, H, W, 3), as shares (see the module docstring).
 
     frame_interval: time steps of the generator between frames (the training clips'), which sets the real speeds.
     speed and track_residual are medians over the videos that keep their object (NaN when none does).
+    readings: read_videos(videos), when the caller has them already.
     """
-    readings = read_videos(videos, threshold)
+    readings = read_videos(videos, threshold) if readings is None else readings
     image_size = np.asarray(videos).shape[2]
     slowest, fastest = speed_range(image_size, frame_interval)
     max_speed = 1.5 * fastest
@@ -197,11 +198,13 @@ def scene_truth(scene, times):
     return object_centers(obj, times, scene.image_size), colour, SHAPES.index(obj.shape)
 
 
-def task_scores(videos, scenes, times, given, threshold=0.25):
+def task_scores(videos, scenes, times, given, threshold=0.25, scored=None, readings=None):
     """A conditioned task's generated frames against the truth of held-out scenes, beside the copy baseline.
 
     videos: uint8 (B, N, H, W, 3) made from the given frames of `scenes` (B one-object scenes) at generator
-    `times` (N,); given: bool (N,), the frames the model was given. Over the frames it generated:
+    `times` (N,); given: bool (N,), the frames the model was given; scored: bool (N,), the generated frames to
+    score (default: all; a long video's windows score one at a time); readings: read_videos(videos), when the
+    caller has them already. Over the scored frames:
     shows_object: share that show the object (all checks); colour_match / shape_match: share of those in the
     scene's colour / shape; has_foreground: share with any foreground; centre_error: mean distance in pixels of
     their largest part's centre from the true centre; copy_centre_error: the same over the same frames for copying
@@ -210,13 +213,16 @@ def task_scores(videos, scenes, times, given, threshold=0.25):
     given = np.asarray(given, dtype=bool)
     if given.all() or not given.any():
         raise ValueError("task_scores needs both given and generated frames")
-    readings = read_videos(videos, threshold)
+    scored = ~given if scored is None else np.asarray(scored, dtype=bool)
+    if (scored & given).any() or not scored.any():
+        raise ValueError("task_scores scores generated frames only, and at least one")
+    readings = read_videos(videos, threshold) if readings is None else readings
     given_indices = np.flatnonzero(given)
     nearest = np.array([given_indices[np.abs(given_indices - n).argmin()] for n in range(len(given))])
     shown, foreground, errors, copy_errors, colour_match, shape_match = [], [], [], [], [], []
     for video, scene in zip(readings, scenes, strict=True):
         centres, colour, shape = scene_truth(scene, times)
-        for n in np.flatnonzero(~given):
+        for n in np.flatnonzero(scored):
             reading = video[n]
             shown.append(reading.shows_object)
             foreground.append(not np.isnan(reading.centre).any())
@@ -232,4 +238,4 @@ def task_scores(videos, scenes, times, given, threshold=0.25):
 
     return {"shows_object": mean(shown), "colour_match": mean(colour_match), "shape_match": mean(shape_match),
             "has_foreground": mean(foreground), "centre_error": mean(errors), "copy_centre_error": mean(copy_errors),
-            "num_videos": len(readings), "generated_frames": int((~given).sum())}
+            "num_videos": len(readings), "generated_frames": int(scored.sum())}
