@@ -162,6 +162,39 @@ def markdown_tables(results):
     return "\n".join(lines)
 
 
+def held_out_set(num_videos, frames, frame_interval, image_size):
+    """(clips float (B, frames, 3, H, W) in [-1, 1], their uint8 frames (B, frames, H, W, 3), their scenes): the
+    first held-out clips (the bouncing test split)."""
+    held_out = BouncingShapes(num_frames=frames, frame_interval=frame_interval, image_size=image_size,
+                              split="test", length=num_videos)
+    clips = torch.stack([held_out[index]["video"] for index in range(num_videos)])
+    truth = np.stack([video_to_uint8(clip) for clip in clips])
+    return clips, truth, [held_out.scene(index) for index in range(num_videos)]
+
+
+def evaluate_task(task, methods, *, config, overrides, model, vae, settings, held_out, real, length, frame_interval,
+                  batch_size, device):
+    """(scores, videos, given mask) of one task: each method's videos and the rows made without the model.
+
+    methods: {name: method_overrides(name)}; held_out: held_out_set(...) over at least `length` frames; real: those
+    clips through the autoencoder (through_autoencoder). Video k of every method starts from the seed cfg.seed + k.
+    """
+    clips, truth, scenes = held_out
+    task_overrides, frames, given, num_inputs = task_settings(task, settings["num_frames"], length)
+    task_keys = [f"{key}={'null' if value is None else value}" for key, value in task_overrides.items()]
+    times = frame_interval * np.arange(frames)
+    windows = long_windows(settings["num_frames"], length) if task == "long" else None
+    videos = {}
+    for method, extra in methods.items():
+        cfg = load_config(config, [*overrides, *task_keys, *extra])
+        diffusion = create_sampling_diffusion(cfg, settings)
+        videos[method] = sample_task(cfg, model, vae, settings, diffusion, clips, num_inputs, batch_size, device)
+    videos[REAL], videos[COPY] = real[:, :frames], copy_nearest(truth[:, :frames], given)
+    scores = {name: score_videos(video, scenes, times, given, frame_interval, windows)
+              for name, video in videos.items()}
+    return scores, videos, given
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", default="configs/demo/demo_sample.yaml", help="sample config (YAML)")
@@ -181,36 +214,25 @@ def main(argv=None):
     cfg = load_config(args.config, args.overrides)
     device = default_device(cfg.device)
     model, vae, settings = load_model_for_sampling(cfg, device)
-    num_frames, image_size = settings["num_frames"], settings["image_size"]
-
-    held_out = BouncingShapes(num_frames=max(num_frames, args.length), frame_interval=args.frame_interval,
-                              image_size=image_size, split="test", length=args.num_videos)
-    clips = torch.stack([held_out[index]["video"] for index in range(args.num_videos)])  # (B, L, 3, H, W)
-    truth = np.stack([video_to_uint8(clip) for clip in clips])  # (B, L, H, W, 3)
-    real = through_autoencoder(clips, vae, args.batch_size, device)
-    scenes = [held_out.scene(index) for index in range(args.num_videos)]
+    num_frames = settings["num_frames"]
+    held_out = held_out_set(args.num_videos, max(num_frames, args.length), args.frame_interval,
+                            settings["image_size"])
+    real = through_autoencoder(held_out[0], vae, args.batch_size, device)
     out_dir = Path(args.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     results = {"ckpt": settings["ckpt"], "sampler": f"{cfg.sample_method}-{cfg.num_sampling_steps}",
                "num_videos": args.num_videos, "tasks": {}}
     for task in args.tasks:
-        overrides, frames, given, num_inputs = task_settings(task, num_frames, args.length)
-        task_keys = [f"{key}={'null' if value is None else value}" for key, value in overrides.items()]
-        times = args.frame_interval * np.arange(frames)
-        windows = long_windows(num_frames, args.length) if task == "long" else None
-        videos = {}
-        for method, extra in methods.items():
-            method_cfg = load_config(args.config, [*args.overrides, *task_keys, *extra])
-            diffusion = create_sampling_diffusion(method_cfg, settings)
-            videos[method] = sample_task(method_cfg, model, vae, settings, diffusion, clips, num_inputs,
-                                         args.batch_size, device)
-        videos[REAL], videos[COPY] = real[:, :frames], copy_nearest(truth[:, :frames], given)
-        scores = {name: score_videos(video, scenes, times, given, args.frame_interval, windows)
-                  for name, video in videos.items()}
-        results["tasks"][task] = {"given_frames": np.flatnonzero(given).tolist(), "generated_frames": int(
-            (~given).sum()), "methods": scores}
-        if windows is not None:
-            results["tasks"][task]["windows"] = [{"frames": np.flatnonzero(mask).tolist()} for mask in windows]
+        scores, videos, given = evaluate_task(
+            task, methods, config=args.config, overrides=args.overrides, model=model, vae=vae, settings=settings,
+            held_out=held_out, real=real, length=args.length, frame_interval=args.frame_interval,
+            batch_size=args.batch_size, device=device)
+        frames = len(given)
+        results["tasks"][task] = {"given_frames": np.flatnonzero(given).tolist(),
+                                  "generated_frames": int((~given).sum()), "methods": scores}
+        if task == "long":
+            results["tasks"][task]["windows"] = [{"frames": np.flatnonzero(mask).tolist()}
+                                                 for mask in long_windows(num_frames, args.length)]
         for name, entry in scores.items():
             print(f"{task:>13} {name}: the object shows in {entry['shows_object']:.0%} of the "
                   f"{entry['generated_frames']} generated frames (colour kept in "
@@ -218,7 +240,7 @@ def main(argv=None):
                   f"{cell(entry['shape_match'], '{:.0%}')}); centre "
                   f"{cell(entry['centre_error'], '{:.2f}')} px from the truth; "
                   f"{entry['videos_move_plausibly']:.0%} of videos move plausibly")
-        shown = [truth[:, :frames], *(videos[method] for method in methods)]
+        shown = [held_out[1][:, :frames], *(videos[method] for method in methods)]
         rows = [frame for clip in range(min(SHEET_CLIPS, args.num_videos)) for video in shown
                 for frame in video[clip]]
         save_contact_sheet(np.stack(rows), out_dir / f"{task}.png", columns=frames, max_frames=len(rows))
