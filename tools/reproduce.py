@@ -20,7 +20,7 @@ Runs live in <results_dir>/ (a rerun resumes or skips every finished part); the 
 results folder): reproduce.md, reproduce_results.json and three plots.
 
     python tools/reproduce.py --budget smoke   # a minute: checks the plumbing, the numbers mean nothing (the test)
-    python tools/reproduce.py --budget cpu     # the study on a 2-core CPU (docs/reproduce.md: its wall time)
+    python tools/reproduce.py --budget cpu     # the study on a 2-core CPU (sized for 90 min; not yet run)
     python tools/reproduce.py --budget gpu     # the same scaled up, on cuda
     python tools/reproduce.py --budget cpu --autoencoder results/demo_autoencoder/vae --seeds 5   # flags override
 """
@@ -125,7 +125,8 @@ def stage_one(budget, args):
     if args.autoencoder:
         vae_dir = Path(args.autoencoder)
     else:
-        overrides = [f"results_dir={root}", "experiment_name=autoencoder", f"max_train_steps={budget.autoencoder_steps}",
+        overrides = [f"results_dir={root}", "experiment_name=autoencoder",
+                     f"max_train_steps={budget.autoencoder_steps}",
                      f"dataset_length={budget.dataset_length}", f"num_workers={budget.num_workers}", "preview_every=0",
                      f"eval_every={budget.autoencoder_steps}", f"ckpt_every={max(1, budget.autoencoder_steps // 3)}"]
         cfg = load_autoencoder_config(DEMO_AUTOENCODER, overrides + (SMOKE_AUTOENCODER if args.budget == "smoke"
@@ -289,7 +290,8 @@ def claims(results, ps):
             ours = per_seed(results, model, ["tasks", task, "VTV", key])
             if 0 in ps:
                 rows.append((f"(b) {task}: {label} VTV beats p=0 replacement", measure, f"{label} VTV",
-                             "p=0 replacement", ours, per_seed(results, 0, ["tasks", task, "replacement", key]), higher))
+                             "p=0 replacement", ours, per_seed(results, 0, ["tasks", task, "replacement", key]),
+                             higher))
             rows.append((f"(b) {task}: VTV beats replacement on the {label} model", measure, f"{label} VTV",
                          f"{label} replacement", ours, per_seed(results, model, ["tasks", task, "replacement", key]),
                          higher))
