@@ -32,7 +32,7 @@ from sample.outputs import save_contact_sheet
 from sample.sampling import (
     batches_of, create_sampling_diffusion, load_model_for_sampling, sampled_batches, to_model_space, to_pixels,
 )
-from tools.metrics.objects import object_statistics, read_videos, task_scores
+from tools.metrics.objects import nearest_given_frames, object_statistics, read_videos, task_scores
 from tools.runtime import default_device, video_to_uint8
 
 TASKS = ("i2v", "interpolation", "next_frame", "long")
@@ -113,12 +113,6 @@ def through_autoencoder(clips, vae, batch_size, device):
     return np.stack(videos)
 
 
-def copy_nearest(truth, given):
-    """uint8 (B, N, H, W, 3): every frame a copy of the nearest given frame (ties: the earlier one)."""
-    given_indices = np.flatnonzero(given)
-    return truth[:, [given_indices[np.abs(given_indices - n).argmin()] for n in range(len(given))]]
-
-
 def score_videos(videos, scenes, times, given, frame_interval, windows=None):
     """Frame scores of the generated frames (task_scores), video scores of the whole videos (object_statistics),
     and, with windows (W, frames) bool, the frame scores of each window's frames."""
@@ -174,7 +168,8 @@ def held_out_set(num_videos, frames, frame_interval, image_size):
 
 def evaluate_task(task, methods, *, config, overrides, model, vae, settings, held_out, real, length, frame_interval,
                   batch_size, device):
-    """(scores, videos, given mask) of one task: each method's videos and the rows made without the model.
+    """(scores, videos, given mask, long-video window masks or None) of one task: each method's videos and the
+    rows made without the model.
 
     methods: {name: method_overrides(name)}; held_out: held_out_set(...) over at least `length` frames; real: those
     clips through the autoencoder (through_autoencoder). Video k of every method starts from the seed cfg.seed + k.
@@ -189,10 +184,10 @@ def evaluate_task(task, methods, *, config, overrides, model, vae, settings, hel
         cfg = load_config(config, [*overrides, *task_keys, *extra])
         diffusion = create_sampling_diffusion(cfg, settings)
         videos[method] = sample_task(cfg, model, vae, settings, diffusion, clips, num_inputs, batch_size, device)
-    videos[REAL], videos[COPY] = real[:, :frames], copy_nearest(truth[:, :frames], given)
+    videos[REAL], videos[COPY] = real[:, :frames], truth[:, nearest_given_frames(given)]
     scores = {name: score_videos(video, scenes, times, given, frame_interval, windows)
               for name, video in videos.items()}
-    return scores, videos, given
+    return scores, videos, given, windows
 
 
 def main(argv=None):
@@ -223,16 +218,15 @@ def main(argv=None):
     results = {"ckpt": settings["ckpt"], "sampler": f"{cfg.sample_method}-{cfg.num_sampling_steps}",
                "num_videos": args.num_videos, "tasks": {}}
     for task in args.tasks:
-        scores, videos, given = evaluate_task(
+        scores, videos, given, windows = evaluate_task(
             task, methods, config=args.config, overrides=args.overrides, model=model, vae=vae, settings=settings,
             held_out=held_out, real=real, length=args.length, frame_interval=args.frame_interval,
             batch_size=args.batch_size, device=device)
         frames = len(given)
         results["tasks"][task] = {"given_frames": np.flatnonzero(given).tolist(),
                                   "generated_frames": int((~given).sum()), "methods": scores}
-        if task == "long":
-            results["tasks"][task]["windows"] = [{"frames": np.flatnonzero(mask).tolist()}
-                                                 for mask in long_windows(num_frames, args.length)]
+        if windows is not None:
+            results["tasks"][task]["windows"] = [{"frames": np.flatnonzero(mask).tolist()} for mask in windows]
         for name, entry in scores.items():
             print(f"{task:>13} {name}: the object shows in {entry['shows_object']:.0%} of the "
                   f"{entry['generated_frames']} generated frames (colour kept in "

@@ -46,6 +46,7 @@ from tqdm.auto import tqdm  # noqa: E402
 
 import training  # noqa: E402
 from datasets.bouncing import BouncingShapes  # noqa: E402
+from models.vae import load_vae  # noqa: E402
 from sample import sampling  # noqa: E402
 from sample.config import load_config as load_sample_config  # noqa: E402
 from tools import object_tasks  # noqa: E402
@@ -107,10 +108,10 @@ def p_label(p):
     return f"p={p:g}"
 
 
-def method_spec(method, budget):
-    """object_tasks' method string of a METHODS entry."""
-    return {"VTV": "vtv", "replacement": "replacement",
-            "VTV + history guidance": f"vtv:history_guidance={budget.history_guidance:g}"}[method]
+def method_specs(budget):
+    """{object_tasks method string: METHODS entry} of the budget."""
+    specs = ("vtv", "replacement", f"vtv:history_guidance={budget.history_guidance:g}")
+    return dict(zip(specs, METHODS, strict=True))
 
 
 #################################################################################
@@ -189,8 +190,10 @@ def sample_standard(cfg_overrides, model, vae, settings, budget, device):
     return videos
 
 
-def evaluate(run_dir, budget, args, held_out, i3d_reference):
-    """Object statistics of the standard samples (and their FVD) and every task's scores by every method."""
+def evaluate(run_dir, budget, args, held_out, real, i3d_reference):
+    """Object statistics of the standard samples (and their FVD) and every task's scores by every method.
+
+    held_out: object_tasks.held_out_set(...); real: those clips through the study's autoencoder."""
     overrides = [f"ckpt={run_dir}/checkpoints", f"sample_method={budget.sample_method}",
                  f"num_sampling_steps={budget.sampling_steps}", "mixed_precision=auto", f"seed={args.seed}",
                  f"device={budget.device}", "progress=false"]
@@ -201,15 +204,13 @@ def evaluate(run_dir, budget, args, held_out, i3d_reference):
     result = {"standard": standard, "tasks": {}}
     if budget.fvd_clips:
         result["fvd"] = i3d_reference.fvd(np.stack(videos[:budget.fvd_clips]), f"I3D {Path(run_dir).name}")
-    real = object_tasks.through_autoencoder(held_out[0], vae, budget.sample_batch, device)
-    specs = {method_spec(method, budget): method for method in METHODS}
+    specs = method_specs(budget)
     methods = {spec: object_tasks.method_overrides(spec) for spec in specs}
     for task in object_tasks.TASKS:
-        scores, _, _ = object_tasks.evaluate_task(
-            task, methods, config=DEMO_SAMPLE,
-            overrides=overrides, model=model, vae=vae, settings=settings, held_out=held_out, real=real,
-            length=budget.long_length, frame_interval=DEMO.frame_interval, batch_size=budget.sample_batch,
-            device=device)
+        scores, _, _, _ = object_tasks.evaluate_task(
+            task, methods, config=DEMO_SAMPLE, overrides=overrides, model=model, vae=vae, settings=settings,
+            held_out=held_out, real=real, length=budget.long_length, frame_interval=DEMO.frame_interval,
+            batch_size=budget.sample_batch, device=device)
         result["tasks"][task] = {specs.get(row, row): row_scores for row, row_scores in scores.items()}
     return result
 
@@ -544,6 +545,8 @@ def main(argv=None):
 
     evaluate_start = time.time()
     held_out = object_tasks.held_out_set(budget.num_eval, budget.long_length, DEMO.frame_interval, DEMO.image_size)
+    real = object_tasks.through_autoencoder(held_out[0], load_vae(stage[0], device=budget.device),
+                                            budget.sample_batch, torch.device(budget.device))
     i3d_reference = I3DReference(budget, args.seed) if budget.fvd_clips else None
     models = {}
     progress = tqdm(total=len(ps) * len(seeds), desc="evaluating models", unit="model")
@@ -551,7 +554,7 @@ def main(argv=None):
         for seed in seeds:
             progress.set_postfix_str(f"{p_label(p)} seed {seed}")
             models.setdefault(p_label(p), {})[str(seed)] = evaluate(
-                records[p_label(p)][str(seed)]["run_dir"], budget, args, held_out, i3d_reference)
+                records[p_label(p)][str(seed)]["run_dir"], budget, args, held_out, real, i3d_reference)
             progress.update()
     progress.close()
     wall["evaluate"] = time.time() - evaluate_start

@@ -198,6 +198,12 @@ def scene_truth(scene, times):
     return object_centers(obj, times, scene.image_size), colour, SHAPES.index(obj.shape)
 
 
+def nearest_given_frames(given):
+    """int (N,): for each frame index, the nearest given frame (ties: the earlier one); given: bool (N,)."""
+    given_indices = np.flatnonzero(given)
+    return np.array([given_indices[np.abs(given_indices - n).argmin()] for n in range(len(given))])
+
+
 def task_scores(videos, scenes, times, given, threshold=0.25, scored=None, readings=None):
     """A conditioned task's generated frames against the truth of held-out scenes, beside the copy baseline.
 
@@ -217,8 +223,7 @@ def task_scores(videos, scenes, times, given, threshold=0.25, scored=None, readi
     if (scored & given).any() or not scored.any():
         raise ValueError("task_scores scores generated frames only, and at least one")
     readings = read_videos(videos, threshold) if readings is None else readings
-    given_indices = np.flatnonzero(given)
-    nearest = np.array([given_indices[np.abs(given_indices - n).argmin()] for n in range(len(given))])
+    nearest = nearest_given_frames(given)
     shown, foreground, errors, copy_errors, colour_match, shape_match = [], [], [], [], [], []
     for video, scene in zip(readings, scenes, strict=True):
         centres, colour, shape = scene_truth(scene, times)
