@@ -20,7 +20,7 @@ Runs live in <results_dir>/ (a rerun resumes or skips every finished part); the 
 results folder): reproduce.md, reproduce_results.json and three plots.
 
     python tools/reproduce.py --budget smoke   # a minute: checks the plumbing, the numbers mean nothing (the test)
-    python tools/reproduce.py --budget cpu     # the study on a 2-core CPU (sized for 90 min; not yet run)
+    python tools/reproduce.py --budget cpu     # the study on a 2-core CPU (47.6 min on 2 AMX cores: docs/reproduce.md)
     python tools/reproduce.py --budget gpu     # the same scaled up, on cuda
     python tools/reproduce.py --budget cpu --autoencoder results/demo_autoencoder/vae --seeds 5   # flags override
 """
@@ -376,6 +376,8 @@ def plot_long(results, ps, path):
     right.plot(range(1, len(windows) + 1), copy, color="gray", linestyle=":", label=COPY)
     left.set(xlabel="window", ylabel="frames showing the object", ylim=(0, 1.05), title="long video, per window")
     right.set(xlabel="window", ylabel="centre error (px)", title="distance from the true trajectory")
+    for axis in (left, right):
+        axis.set_xticks(range(1, len(windows) + 1))
     left.legend(fontsize=7)
     right.legend(fontsize=7)
     fig.savefig(path, dpi=120)
