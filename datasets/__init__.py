@@ -4,23 +4,25 @@ Our package shares its name with HuggingFace's `datasets`; import it from the re
 and keep imports inside it relative.
 """
 
-from .bouncing import BouncingShapes
+from .bouncing import BouncingShapes, CaptionedBouncingShapes
 from .latent_cache import LatentCacheDataset
 from .video_datasets import LAYOUTS, VideoClipDataset, build_video_dataset
 from .video_io import count_frames, read_frames, resize_center_crop
 
 __all__ = [
-    "DATASETS", "BouncingShapes", "LatentCacheDataset", "VideoClipDataset", "build_config_dataset", "build_dataset",
+    "DATASETS", "BouncingShapes", "CaptionedBouncingShapes", "LatentCacheDataset", "VideoClipDataset", "build_config_dataset", "build_dataset",
     "build_training_dataset", "count_frames", "read_frames", "resize_center_crop",
 ]
 
 
-def _build_bouncing(data_path=None, split=None, split_file=None, class_index_file=None, length=None, **kwargs):
-    if data_path is not None or split_file is not None or class_index_file is not None:
-        raise ValueError(
-            "dataset 'bouncing' is generated in memory: data_path, split_file and class_index_file must be None"
-        )
-    return BouncingShapes(split=split or "train", length=10000 if length is None else length, **kwargs)
+def _bouncing_builder(name, dataset_class):
+    def build(data_path=None, split=None, split_file=None, class_index_file=None, length=None, **kwargs):
+        if data_path is not None or split_file is not None or class_index_file is not None:
+            raise ValueError(f"dataset {name!r} is generated in memory: data_path, split_file and class_index_file "
+                             "must be None")
+        return dataset_class(split=split or "train", length=10000 if length is None else length, **kwargs)
+
+    return build
 
 
 def _video_builder(name):
@@ -30,12 +32,14 @@ def _video_builder(name):
     return build
 
 
-DATASETS = {"bouncing": _build_bouncing, **{name: _video_builder(name) for name in LAYOUTS}}
+DATASETS = {"bouncing": _bouncing_builder("bouncing", BouncingShapes),
+            "bouncing_captions": _bouncing_builder("bouncing_captions", CaptionedBouncingShapes), **{name: _video_builder(name) for name in LAYOUTS}}
 
 
 def build_dataset(name, data_path=None, num_frames=16, frame_interval=3, image_size=256, random_flip=False, seed=0,
                   split=None, split_file=None, class_index_file=None, length=None):
-    """A clip dataset by name. Items: {"video": float32 (N, 3, H, W) in [-1, 1], "label", "index", "skipped"}.
+    """A clip dataset by name. Items: {"video": float32 (N, 3, H, W) in [-1, 1], "label", "index", "skipped"}, and
+    "captions" (a tuple of N strings, one per frame) where the dataset has text.
 
     "skipped": a "path: reason" line per video the item passed over ("" when none; `skipped_files` reads it).
     """

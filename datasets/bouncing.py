@@ -161,3 +161,166 @@ class BouncingShapes(Dataset):
             if flip_rng.random() < 0.5:
                 video = video.flip(-1)
         return {"video": video, "label": torch.tensor(0, dtype=torch.int64), "index": index, "skipped": ""}
+
+
+#################################################################################
+#                    Captioned clips, for text-to-video                          #
+#################################################################################
+
+COLOUR_NAMES = ("red", "green", "blue", "yellow", "cyan", "magenta", "orange", "white")  # PALETTE's rows
+DIRECTIONS = ("up", "down", "left", "right")
+DIRECTION_VECTORS = {"up": (-1.0, 0.0), "down": (1.0, 0.0), "left": (0.0, -1.0), "right": (0.0, 1.0)}  # (dy, dx)
+# Colour-shape pairs never shown in training, one per shape, so a prompt naming one tests composition.
+HELD_OUT_COMBINATIONS = (("red", "diamond"), ("green", "circle"), ("blue", "square"))
+MAX_HEADING_JITTER = np.pi / 6  # captioned motion keeps within 30 degrees of an axis, so its direction is clear
+CAPTIONED_SPEED = (0.01, 0.02)  # half OBJECT_SPEED: most clips then cross the frame without a bounce
+EVENT_KINDS = ("colour", "shape", "direction")  # direction: the object turns back
+
+
+def caption(colour, shape, direction):
+    return f"a {colour} {shape} moving {direction}"
+
+
+def parse_caption(text):
+    """(colour, shape, direction) of a caption `caption()` wrote; ValueError naming the caption otherwise."""
+    words = text.split()
+    if len(words) != 5 or words[0] != "a" or words[3] != "moving" or words[1] not in COLOUR_NAMES \
+            or words[2] not in SHAPES or words[4] not in DIRECTIONS:
+        raise ValueError(f"caption {text!r} is not 'a <colour> <shape> moving <direction>' with colour in "
+                         f"{COLOUR_NAMES}, shape in {SHAPES}, direction in {DIRECTIONS}")
+    return words[1], words[2], words[4]
+
+
+def velocities(obj, times, image_size):
+    """(T, 2) the object's (dy, dx) velocity at each time: its start velocity, mirrored by the bounces so far."""
+    low, span = obj.extent, image_size - 2 * obj.extent
+    unfolded = obj.position - low + np.asarray(times, dtype=np.float64)[:, None] * obj.velocity  # (T, 2)
+    return obj.velocity * np.where(np.mod(unfolded, 2 * span) < span, 1.0, -1.0)
+
+
+def headings(obj, times, image_size):
+    """(T,) index into DIRECTIONS of the object's motion at each time: the sign of its velocity along its main
+    axis, which flips at each bounce off a wall across that axis."""
+    axis = int(np.abs(obj.velocity).argmax())
+    forward = velocities(obj, times, image_size)[:, axis] > 0
+    names = ("down", "up") if axis == 0 else ("right", "left")
+    return np.where(forward, DIRECTIONS.index(names[0]), DIRECTIONS.index(names[1]))
+
+
+@dataclass(frozen=True)
+class CaptionedClip:
+    """A clip in segments: from frame starts[k] on, objects[k] moves, its clock starting at that frame's time.
+    An event (a new colour or shape) starts a segment; the trajectory runs on unbroken across it."""
+
+    image_size: int
+    times: np.ndarray  # (N,) generator time of each frame
+    starts: tuple  # first frame of each segment; starts[0] = 0
+    objects: tuple  # BouncingObject of each segment, its position at the segment's first frame
+
+    def segments(self):
+        ends = (*self.starts[1:], len(self.times))
+        return [(start, end, obj) for start, end, obj in zip(self.starts, ends, self.objects)]
+
+    def frame_attributes(self):
+        """Per frame: (colour name, shape, direction)."""
+        attributes = []
+        for start, end, obj in self.segments():
+            colour = COLOUR_NAMES[int(np.abs(PALETTE - obj.color).sum(axis=1).argmin())]
+            local_times = self.times[start:end] - self.times[start]
+            attributes += [(colour, obj.shape, DIRECTIONS[d]) for d in headings(obj, local_times, self.image_size)]
+        return attributes
+
+    def captions(self):
+        return tuple(caption(*attributes) for attributes in self.frame_attributes())
+
+    def centres(self):
+        """(N, 2) the object's (y, x) centre in each frame."""
+        return np.concatenate([object_centers(obj, self.times[start:end] - self.times[start], self.image_size)
+                               for start, end, obj in self.segments()])
+
+    def render(self):
+        """float32 (N, 3, H, W) in [-1, 1]."""
+        background = np.full((self.image_size, self.image_size, 3), BACKGROUND, dtype=np.float32)
+        return torch.cat([render_scene(BouncingScene(self.image_size, background, (obj,)),
+                                       self.times[start:end] - self.times[start])
+                          for start, end, obj in self.segments()])
+
+
+def allowed(colour, shape, split):
+    return split != "train" or (colour, shape) not in HELD_OUT_COMBINATIONS
+
+
+def sample_captioned_clip(rng, times, image_size, split="train", event_prob=0.5, colour=None, shape=None,
+                          direction=None):
+    """A captioned clip; colour / shape / direction fix the first segment's (None: drawn, avoiding the held-out
+    pairs in the train split). With probability event_prob, from a frame in the middle half on, the object takes
+    another colour or shape (never a held-out pair in training) or turns back, and the captions change there."""
+    num_frames = len(times)
+    while colour is None or shape is None:
+        drawn = (colour or COLOUR_NAMES[int(rng.integers(len(COLOUR_NAMES)))],
+                 shape or SHAPES[int(rng.integers(len(SHAPES)))])
+        if allowed(*drawn, split):
+            colour, shape = drawn
+    direction = direction or DIRECTIONS[int(rng.integers(len(DIRECTIONS)))]
+    size = rng.uniform(*OBJECT_SIZE) * image_size
+    extent = SHAPE_EXTENT[shape] * size
+    heading = np.arctan2(*DIRECTION_VECTORS[direction]) + rng.uniform(-MAX_HEADING_JITTER, MAX_HEADING_JITTER)
+    velocity = rng.uniform(*CAPTIONED_SPEED) * image_size * np.array([np.sin(heading), np.cos(heading)])
+    # Start where the first frames fly towards `direction` before any bounce: in the half of the frame behind it.
+    position = rng.uniform(extent, image_size - extent, size=2)
+    axis = int(np.abs(velocity).argmax())
+    centre_line = image_size / 2
+    behind = (extent, centre_line) if velocity[axis] > 0 else (centre_line, image_size - extent)
+    position[axis] = rng.uniform(*behind)
+    first = BouncingObject(shape, PALETTE[COLOUR_NAMES.index(colour)], float(extent), position, velocity)
+    if num_frames < 4 or rng.random() >= event_prob:
+        return CaptionedClip(image_size, np.asarray(times), (0,), (first,))
+    event_frame = int(rng.integers(num_frames // 4, num_frames - num_frames // 4))
+    kind = EVENT_KINDS[int(rng.integers(len(EVENT_KINDS)))]
+    while kind != "direction":
+        new_colour = COLOUR_NAMES[int(rng.integers(len(COLOUR_NAMES)))] if kind == "colour" else colour
+        new_shape = SHAPES[int(rng.integers(len(SHAPES)))] if kind == "shape" else shape
+        if (new_colour, new_shape) != (colour, shape) and allowed(new_colour, new_shape, split):
+            break
+    if kind == "direction":
+        new_colour, new_shape = colour, shape
+    new_extent = SHAPE_EXTENT[new_shape] * size
+    elapsed = times[event_frame] - times[0]
+    centre = object_centers(first, [elapsed], image_size)[0]
+    new_velocity = velocities(first, [elapsed], image_size)[0]  # after the bounces so far
+    if kind == "direction":
+        new_velocity = -new_velocity
+    second = BouncingObject(new_shape, PALETTE[COLOUR_NAMES.index(new_colour)], float(new_extent),
+                            np.clip(centre, new_extent, image_size - new_extent), new_velocity)
+    return CaptionedClip(image_size, np.asarray(times), (0, event_frame), (first, second))
+
+
+class CaptionedBouncingShapes(BouncingShapes):
+    """Bouncing shapes with a caption per frame ("a red circle moving right"): dataset name bouncing_captions.
+
+    Motion keeps near one axis so its direction has a name; half the clips hold an event (colour or shape changes
+    at one frame) whose captions change there; HELD_OUT_COMBINATIONS never appear in the train split. Items add
+    "captions": a tuple of N strings. No random flip: it would turn "left" into "right".
+    """
+
+    def __init__(self, *args, event_prob=0.5, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.random_flip:
+            raise ValueError("bouncing_captions: random_flip must be false (a flip contradicts the captions' "
+                             "'left' and 'right')")
+        if not 0.0 <= event_prob <= 1.0:
+            raise ValueError(f"bouncing_captions: event_prob must lie in [0, 1], got {event_prob!r}")
+        self.event_prob = event_prob
+
+    def clip(self, index):
+        rng = np.random.default_rng([self.seed, SPLIT_STREAMS[self.split], index, 1])
+        times = self.frame_interval * np.arange(self.num_frames)
+        return sample_captioned_clip(rng, times, self.image_size, self.split, self.event_prob)
+
+    def __getitem__(self, index):
+        index = operator.index(index)
+        if not 0 <= index < self.length:
+            raise IndexError(f"bouncing_captions: index {index} is out of range for {self.length} items")
+        clip = self.clip(index)
+        return {"video": clip.render(), "label": torch.tensor(0, dtype=torch.int64), "index": index, "skipped": "",
+                "captions": clip.captions()}
