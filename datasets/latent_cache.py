@@ -7,6 +7,7 @@ Layout of a cache folder:
                  own factors (models/vae.py: encode_video)
     labels.npy   (num_items, clips_per_video) int64
     done.npy     (num_items, clips_per_video) bool, so an interrupted encode resumes where it stopped
+    captions.jsonl  where the dataset has captions: one {"index", "clip", "captions": [N strings]} line per clip
 Clip c of item i is what the pixel dataset returns for index i at epoch c (its random start frame), encoded
 with the posterior mean; orientation 1 is the same clip flipped horizontally in PIXEL space, then encoded
 (flipping latents is not the same thing). Training epoch e reads clip e % clips_per_video.
@@ -22,6 +23,7 @@ from models.vae import read_vae_config
 
 CACHE_VERSION = 1
 META_FILE, LATENTS_FILE, LABELS_FILE, DONE_FILE = "meta.json", "latents.npy", "labels.npy", "done.npy"
+CAPTIONS_FILE = "captions.jsonl"
 # Config keys that must agree between the cache and the training run that reads it.
 MATCHED_KEYS = ("dataset", "num_frames", "frame_interval", "image_size")
 
@@ -69,18 +71,38 @@ class LatentCacheWriter:
         """Item indices whose clip `clip` is not yet encoded."""
         return np.flatnonzero(~self.done[:, clip]).tolist()
 
-    def write(self, indices, clip, latents, labels):
-        """latents (B, orientations, N, C, h, w); data is flushed before the items are marked done."""
+    def write(self, indices, clip, latents, labels, captions=None):
+        """latents (B, orientations, N, C, h, w); captions: B lists of N strings (meta "captions" caches only).
+        Data is flushed before the items are marked done."""
+        if bool(self.meta.get("captions")) != (captions is not None):
+            raise ValueError(f"latent cache {self.cache_dir}: meta says captions={self.meta.get('captions')}, "
+                             f"but write() got {'no ' if captions is None else ''}captions")
         self.latents[indices, clip] = latents.cpu().numpy().astype(self.latents.dtype)
         self.labels[indices, clip] = labels.cpu().numpy()
         self.latents.flush()
         self.labels.flush()
+        if captions is not None:  # appended: a clip written twice (a resumed encode) reads back its last line
+            with open(self.cache_dir / CAPTIONS_FILE, "a") as file:
+                for index, clip_captions in zip(np.asarray(indices).tolist(), captions):
+                    file.write(json.dumps({"index": index, "clip": clip, "captions": list(clip_captions)}) + "\n")
+                file.flush()
         self.done[indices, clip] = True
         self.done.flush()
 
 
+def read_captions(cache_dir):
+    """{(index, clip): tuple of N captions} of a cache written from a captioned dataset."""
+    captions = {}
+    with open(Path(cache_dir) / CAPTIONS_FILE) as file:
+        for line in file:
+            record = json.loads(line)
+            captions[record["index"], record["clip"]] = tuple(record["captions"])
+    return captions
+
+
 class LatentCacheDataset(Dataset):
-    """Items {"latents": float32 (N, C, h, w), "label", "index", "skipped": ""}, like the pixel datasets'."""
+    """Items {"latents": float32 (N, C, h, w), "label", "index", "skipped": ""}, like the pixel datasets', and
+    "captions" (N strings) where the cache was encoded from a captioned dataset."""
 
     def __init__(self, cache_dir, random_flip=False, seed=0):
         self.cache_dir = Path(cache_dir)
@@ -95,6 +117,10 @@ class LatentCacheDataset(Dataset):
         self.random_flip = random_flip
         self.seed = seed
         self.num_classes = self.meta["num_classes"]
+        self.captions = read_captions(self.cache_dir) if self.meta.get("captions") else None
+        if self.captions is not None and random_flip:
+            raise ValueError(f"latent cache {cache_dir} holds captions, which a flip would contradict ('left', "
+                             "'right'): train it with random_flip=false")
         self.epoch = 0
         self._latents = self._labels = None  # memory maps, opened lazily in each DataLoader worker
 
@@ -129,9 +155,12 @@ class LatentCacheDataset(Dataset):
         if self.random_flip and np.random.default_rng([self.seed, self.epoch, index]).random() < 0.5:
             orientation = 1
         latents = np.array(self._latents[index, clip, orientation], dtype=np.float32)  # copy: (N, C, h, w)
-        return {
+        item = {
             "latents": torch.from_numpy(latents),
             "label": torch.tensor(int(self._labels[index, clip]), dtype=torch.int64),
             "index": index,
             "skipped": "",
         }
+        if self.captions is not None:
+            item["captions"] = self.captions[index, clip]
+        return item

@@ -34,7 +34,7 @@ def resolve_text_encoder_path(name_or_path):
 class TextEncoder:
     """Tokenizer + frozen encoder; encode() pads every prompt to max_length so cached embeddings stack."""
 
-    def __init__(self, name_or_path=MINILM, max_length=32, device="cpu", dtype=torch.float32):
+    def __init__(self, name_or_path=MINILM, max_length=32, device="cpu", dtype=torch.float32, cache_size=4096):
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         from transformers import AutoModel, AutoTokenizer, T5EncoderModel
 
@@ -48,6 +48,10 @@ class TextEncoder:
         self.device = torch.device(device)
         self.dim = self.model.config.hidden_size if hasattr(self.model.config, "hidden_size") else \
             self.model.config.d_model
+        # prompt -> (embedding (L, dim), mask (L,)): captions repeat across a training run (and every frame of a
+        # clip), so each is encoded once while it stays among the last cache_size distinct prompts.
+        self.cache = {}
+        self.cache_size = cache_size
 
     @torch.no_grad()
     def encode(self, prompts):
@@ -67,12 +71,19 @@ class TextEncoder:
         return hidden.float().masked_fill(~mask[..., None], 0.0), mask
 
     def encode_frames(self, frame_prompts):
-        """frame_prompts: B lists of N prompts (one per frame) -> (B, N, L, dim) and (B, N, L), each prompt once."""
+        """frame_prompts: B lists of n prompts (one per frame, or n = 1 per clip) -> (B, n, L, dim) and (B, n, L)."""
         if len({len(clip) for clip in frame_prompts}) != 1:
             raise ValueError(f"encode_frames needs the same number of prompts for every clip, got "
                              f"{[len(clip) for clip in frame_prompts]}")
-        unique = sorted({prompt for clip in frame_prompts for prompt in clip})
-        embeddings, mask = self.encode(unique)
+        unique = list(dict.fromkeys(prompt for clip in frame_prompts for prompt in clip))
+        new = [prompt for prompt in unique if prompt not in self.cache]
+        if new:
+            if len(self.cache) + len(new) > self.cache_size:
+                self.cache.clear()
+            for prompt, embedding, mask in zip(new, *self.encode(new)):
+                self.cache[prompt] = (embedding, mask)
+        embeddings = torch.stack([self.cache[prompt][0] for prompt in unique])  # (P, L, dim)
+        masks = torch.stack([self.cache[prompt][1] for prompt in unique])
         index = {prompt: i for i, prompt in enumerate(unique)}
-        order = torch.tensor([[index[prompt] for prompt in clip] for clip in frame_prompts], device=mask.device)
-        return embeddings[order], mask[order]
+        order = torch.tensor([[index[prompt] for prompt in clip] for clip in frame_prompts], device=masks.device)
+        return embeddings[order], masks[order]

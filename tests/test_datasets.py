@@ -322,7 +322,7 @@ def test_build_dataset_errors(tmp_path):
         build_dataset("ffs", tmp_path / "empty", split_file="trainlist01.txt")
     with pytest.raises(ValueError, match="bouncing"):
         build_dataset("bouncing", data_path=tmp_path)
-    assert set(DATASETS) == {"bouncing", "ffs", "sky", "taichi", "ucf101", "video_folder"}
+    assert set(DATASETS) == {"bouncing", "bouncing_captions", "ffs", "sky", "taichi", "ucf101", "video_folder"}
 
 
 # ---------------------------------------------------------------- layouts

@@ -36,6 +36,10 @@ def encode_dataset(cfg, out_dir, clips_per_video=1, flip=False, batch_size=8, nu
     vae = load_vae(cfg.vae, device=device)
     scale, shift = latent_scale_and_shift(vae)
     amp_dtype = autocast_dtype(mixed_precision, device.type)
+    has_captions = "captions" in dataset[0]
+    if has_captions and flip:
+        raise ValueError(f"dataset {cfg.dataset!r} has captions, which a flip contradicts ('left', 'right'): "
+                         "encode it without --flip")
     meta = {
         "dataset": cfg.dataset, "data_path": cfg.data_path, "split": cfg.split, "split_file": cfg.split_file,
         "class_index_file": cfg.class_index_file, "dataset_length": cfg.dataset_length,
@@ -45,6 +49,7 @@ def encode_dataset(cfg, out_dir, clips_per_video=1, flip=False, batch_size=8, nu
         "latent_shape": [cfg.num_frames, latent_channels, latent_size, latent_size], "dtype": dtype,
         "vae": cfg.vae, "latent_scale": scale, "latent_shift": shift, "encoding": "posterior mean",
         "autocast": str(amp_dtype).removeprefix("torch.") if amp_dtype is not None else None,
+        **({"captions": True} if has_captions else {}),
     }
     writer = LatentCacheWriter(out_dir, meta)
     skipped = {}
@@ -60,7 +65,8 @@ def encode_dataset(cfg, out_dir, clips_per_video=1, flip=False, batch_size=8, nu
             orientations = [video, video.flip(-1)] if flip else [video]
             with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
                 latents = torch.stack([encode_video(vae, v, chunk_size=cfg.vae_chunk_size) for v in orientations], 1)
-            writer.write(batch["index"].numpy(), clip, latents, batch["label"])  # latents: (B, O, N, C, h, w)
+            captions = [list(item) for item in zip(*batch["captions"])] if has_captions else None  # B lists of N
+            writer.write(batch["index"].numpy(), clip, latents, batch["label"], captions)  # latents (B, O, N, C, h, w)
             skipped.update(skipped_files(batch))
     return skipped
 

