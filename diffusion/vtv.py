@@ -497,12 +497,14 @@ def plan_long_video(num_frames, context_frames, length, given_frames=0):
 def iter_long_video(diffusion, model, shape, length, context_frames, *, given=None, method="ddim", eta=0.0,
                     cond_noise_level=0, history_guidance=1.0, history_noise_level=None, model_kwargs=None,
                     noise_fn=None, device=None, output_device="cpu", clip_denoised=False, progress=False,
-                    generator=None, conditioning="vtv"):
+                    generator=None, conditioning="vtv", frame_kwargs=None):
     """Yield a video of `length` frames chunk by chunk (B, k, C, H, W) on output_device, given frames first.
 
     shape: (B, N, C, H, W), N the model's window. Only the current window and the last N frames stay on
     `device`, so memory does not grow with length. noise_fn(n) -> (B, n, C, H, W) fresh noise for n frames;
     generator (one, or one per sample) drives the sampler's own draws (DDPM / eta > 0 / stabilization noise).
+    frame_kwargs: model kwargs laid along the output video, (B, length or 1, ...) (a prompt per frame); each
+    window sees its own frames' slice.
     """
     batch_size, num_frames, *frame_shape = shape
     device = torch.device(device) if device is not None else next(model.parameters()).device
@@ -513,7 +515,11 @@ def iter_long_video(diffusion, model, shape, length, context_frames, *, given=No
     if given is not None:
         tail = given[:, -num_frames:].to(device)
         yield given.to(output_device)
-    for _, context, new in tqdm(windows, desc="long video", disable=not progress):
+    frame_kwargs = check_frame_kwargs(frame_kwargs, length)
+    for start, context, new in tqdm(windows, desc="long video", disable=not progress):
+        window_kwargs = {**(model_kwargs or {}), **{key: value if value.shape[1] == 1 else
+                                                    value[:, start:start + context + new]
+                                                    for key, value in frame_kwargs.items()}}
         plan = conditioned_schedule(diffusion.sampling_timesteps, context + new, range(context), "context_frames")
         cond_frames = torch.cat([tail[:, tail.shape[1] - context:],
                                  torch.zeros(batch_size, new, *frame_shape, device=device)], dim=1)
@@ -521,10 +527,20 @@ def iter_long_video(diffusion, model, shape, length, context_frames, *, given=No
             diffusion, model, (batch_size, context + new, *frame_shape), plan.frame_schedule, method=method, eta=eta,
             cond_frames=cond_frames, cond_mask=plan.cond_mask.to(device), cond_noise_level=cond_noise_level,
             history_guidance=history_guidance, history_noise_level=history_noise_level, noise=noise_fn(context + new),
-            model_kwargs=model_kwargs, device=device, clip_denoised=clip_denoised, generator=generator,
+            model_kwargs=window_kwargs, device=device, clip_denoised=clip_denoised, generator=generator,
             conditioning=conditioning)
         yield window[:, context:].to(output_device)
         tail = window
+
+
+def check_frame_kwargs(frame_kwargs, length, what="the output video"):
+    """frame_kwargs {name: tensor (B, length or 1, ...)}, with an error naming the kwarg whose frames do not fit."""
+    frame_kwargs = dict(frame_kwargs or {})
+    for key, value in frame_kwargs.items():
+        if value.dim() < 2 or value.shape[1] not in (1, length):
+            raise ValueError(f"frame kwarg {key!r} must hold 1 or {length} frames (those of {what}) along dim 1, "
+                             f"got shape {tuple(value.shape)}")
+    return frame_kwargs
 
 
 def long_video_schedule(sampling_timesteps, num_frames, context_frames, length, given_frames=0, max_frames=None):
@@ -700,11 +716,16 @@ def long_stream(diffusion, model_fn, shape, clips, sampler, length, context_fram
 
 
 def diagonal_stream(diffusion, model_fn, shape, clips, sampler, length, partitions):
+    frame_kwargs = check_frame_kwargs(sampler.pop("frame_kwargs"), length)
+    if any(value.shape[1] != 1 for value in frame_kwargs.values()):
+        raise ValueError(f"diagonal denoises frames of different output positions in one window, so it takes one "
+                         f"value per video of {sorted(frame_kwargs)} (one prompt), not one per frame")
     grid = diffusion.sampling_timesteps
     partitions = partitions if partitions is not None else max(1, len(grid) // shape[1])
     schedule = diagonal_video_schedule(grid, shape[1], length, partitions, max_frames=HEATMAP_FRAMES)
     given_only = ("cond_noise_level", "history_guidance", "history_noise_level", "conditioning")  # nothing is given
     sampler = {key: value for key, value in sampler.items() if key not in given_only}
+    sampler["model_kwargs"] = {**(sampler["model_kwargs"] or {}), **frame_kwargs}
     return schedule, iter_diagonal_video(diffusion, model_fn, shape, length, partitions, **sampler)
 
 
@@ -792,7 +813,8 @@ def frame_noise(batch_size, frame_shape, device, generators=None):
 
 def sample_video(diffusion, model_fn, preset, shape, *, options=None, clips=(), noise_fn=None, method="ddim",
                  eta=0.0, model_kwargs=None, device=None, generator=None, clip_denoised=False, cond_noise_level=0,
-                 history_guidance=1.0, history_noise_level=None, conditioning="vtv", progress=False):
+                 history_guidance=1.0, history_noise_level=None, conditioning="vtv", progress=False,
+                 frame_kwargs=None):
     """Sample a batch with any preset: (schedule, chunks).
 
     schedule: the level matrix drawn as the heatmap (rows = steps, columns = frames; -1 clean, NaN not started);
@@ -802,6 +824,8 @@ def sample_video(diffusion, model_fn, preset, shape, *, options=None, clips=(), 
     past the list's end) is sampled with `standard` first (streamed presets start from noise instead).
     generator: one, or one per video, for the sampler's own draws; noise_fn(n) gives initial noise for n frames.
     conditioning: "vtv", or "replacement" (the scalar-timestep baseline) for the presets in REPLACEMENT_PRESETS.
+    frame_kwargs: model kwargs laid along the output video's frames, tensors (B, output length or 1, ...): the
+    text of a prompt per frame, which streamed presets slice window by window.
     """
     if conditioning == "replacement" and preset not in REPLACEMENT_PRESETS:
         raise ValueError(f"conditioning 'replacement' needs one shared timestep, which preset {preset!r} does not "
@@ -816,7 +840,11 @@ def sample_video(diffusion, model_fn, preset, shape, *, options=None, clips=(), 
                    history_guidance=history_guidance, history_noise_level=history_noise_level,
                    conditioning=conditioning, progress=progress)
     if PRESETS[preset].stream is not None:
-        return PRESETS[preset].stream(diffusion, model_fn, shape, clips, sampler, **options)
+        return PRESETS[preset].stream(diffusion, model_fn, shape, clips, {**sampler, "frame_kwargs": frame_kwargs},
+                                      **options)
+    frames = build_plan(preset, diffusion.sampling_timesteps, num_frames, diffusion.base_num_timesteps,
+                        **options).num_frames
+    sampler["model_kwargs"] = {**(model_kwargs or {}), **check_frame_kwargs(frame_kwargs, frames)}
     return sample_single_window(diffusion, model_fn, preset, shape, options, clips, sampler)
 
 

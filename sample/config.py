@@ -36,8 +36,15 @@ class SampleConfig:
     eta: float = 0.0  # DDIM eta (0: deterministic)
     clip_denoised: Optional[bool] = None  # clamp each x0 estimate to [-1, 1] (IDDPM); null: on for pixel models,
     #                                       off for latent ones, whose values are unbounded
-    cfg_scale: float = 1.0  # classifier-free guidance scale for class-conditional models (> 1 enables it)
+    cfg_scale: float = 1.0  # classifier-free guidance scale on the class or the prompt (> 1 enables it)
     class_labels: Optional[List[int]] = None  # class of video k = class_labels[k % len]; null: random classes
+    # --- text (models trained with text_encoder; cfg_scale > 1 guides by the prompt, against the null prompt) ---
+    text_encoder: Optional[str] = None  # "minilm" or a local Hugging Face folder; null: the checkpoint's
+    text_max_length: Optional[int] = None  # tokens per prompt; null: the checkpoint's
+    prompt: Optional[str] = None  # one prompt for every frame ("a red circle moving right") ...
+    prompts: Optional[List[str]] = None  # ... or one per output frame (long / diagonal: `length` of them) ...
+    prompt_schedule: Optional[Dict[int, str]] = None  # ... or {first output frame: prompt} segments, a story:
+    #                                                    {0: "a red circle moving right", 8: "a blue square ..."}
     mixed_precision: str = "no"  # "no" | "bf16" | "fp16" | "auto" (bf16 where native): autocast around the model
     attention: str = "auto"  # attention kernel: "auto" (fastest measured for device, dtype, length) | "sdpa" | "matmul"
     use_compile: bool = False  # torch.compile each transformer block (Latte.compile_blocks); see README, Performance
@@ -152,6 +159,10 @@ def validate_config(cfg):
                 "give first/last_image, keyframe_images or video, not several")
         require(cfg.keyframes is None, "first_image", "first/last_image are keyframes 0 and N-1; "
                 "use keyframe_images for other keyframes")
+    given_prompts = [key for key in ("prompt", "prompts", "prompt_schedule") if cfg[key] is not None]
+    require(len(given_prompts) <= 1, given_prompts[-1] if given_prompts else "prompt",
+            f"give one of prompt, prompts and prompt_schedule, not {given_prompts}")
+    require(cfg.text_max_length is None or cfg.text_max_length >= 1, "text_max_length", "must be >= 1")
     if cfg.keyframe_images is not None:
         require(cfg.video is None, "keyframe_images", "give keyframe_images or video, not both")
 

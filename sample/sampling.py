@@ -13,7 +13,10 @@ from datasets.video_io import count_frames, read_frames, resize_center_crop
 from diffusion import create_diffusion, vtv
 from diffusion.vtv import resolve_frame_indices
 from models import create_model
-from models.checkpoint import EMA, PT, checkpoint_config, load_pretrained, newest_valid_checkpoint, read_checkpoint
+from models.checkpoint import (
+    EMA, PT, checkpoint_config, load_pretrained, newest_valid_checkpoint, read_checkpoint, unwrap_state_dict,
+)
+from models.text_encoder import TextEncoder
 from models.vae import decode_latents, encode_video, load_vae, model_geometry
 from sample.config import preset_options
 from sample.outputs import Mp4Writer, VideoWriter, save_png_frames, save_schedule_heatmap
@@ -83,16 +86,34 @@ def resolve_model_config(cfg, stored, ckpt_path=None):
     return resolved
 
 
+def load_text_encoder(cfg, stored, checkpoint, device):
+    """The frozen text encoder a text model was trained with (None for other models): sample config's
+    text_encoder / text_max_length, else the checkpoint's."""
+    name = cfg.text_encoder if cfg.text_encoder is not None else stored.get("text_encoder")
+    has_text_weights = checkpoint is not None and any(
+        key.startswith("text_embedder.") for key in unwrap_state_dict(checkpoint, prefer=cfg.weights))
+    if name is None:
+        if has_text_weights:
+            raise ValueError("the checkpoint holds a text model but names no text encoder: set config key "
+                             "text_encoder (minilm or a local folder)")
+        return None
+    max_length = cfg.text_max_length or stored.get("text_max_length") or 32
+    return TextEncoder(name, max_length=max_length, device=device)
+
+
 def load_model_for_sampling(cfg, device="cpu"):
-    """(model in eval mode, VAE or None, resolved settings dict); EMA weights of our checkpoints by default."""
+    """(model in eval mode, VAE or None, resolved settings dict); EMA weights of our checkpoints by default.
+    settings["text_encoder"] is the frozen TextEncoder of a text model, else None."""
     ckpt_path, checkpoint = read_sampling_checkpoint(cfg.ckpt, cfg.weights) if cfg.ckpt is not None else (None, None)
     stored = (checkpoint_config(checkpoint) or {}) if checkpoint is not None else {}
     settings = resolve_model_config(cfg, stored, ckpt_path)
+    text_encoder = load_text_encoder(cfg, stored, checkpoint, device)
     latent = settings["vae"] is not None
     in_channels, input_size = model_geometry(settings["image_size"], settings["vae"])
     model = create_model(settings["model"], input_size=input_size, num_frames=settings["num_frames"],
                          in_channels=in_channels, num_classes=settings["num_classes"],
-                         learn_sigma=settings["learn_sigma"], attention=cfg.attention)
+                         learn_sigma=settings["learn_sigma"], attention=cfg.attention,
+                         text_dim=text_encoder.dim if text_encoder is not None else 0)
     if checkpoint is not None:
         load_pretrained(model, checkpoint, prefer=cfg.weights, source_name=ckpt_path)
     model.to(device).eval().requires_grad_(False)
@@ -100,6 +121,7 @@ def load_model_for_sampling(cfg, device="cpu"):
         model.compile_blocks()
     vae = load_vae(settings["vae"], device=device) if latent else None
     settings["ckpt"] = str(ckpt_path) if ckpt_path is not None else None
+    settings["text_encoder"] = text_encoder
     return model, vae, settings
 
 
@@ -109,25 +131,35 @@ def create_sampling_diffusion(cfg, settings):
 
 
 def sampling_model_fn(model, cfg_scale=1.0, mixed_precision="no"):
-    """model(x, t, y) as the sampler calls it, with autocast and (cfg_scale > 1) classifier-free guidance.
-
-    Guidance doubles the batch inside this call only (DiT's forward_with_cfg), so the sampler's tensors stay (B, ...).
+    """model(x, t, y, text, text_mask) as the sampler calls it, with autocast and (cfg_scale > 1) classifier-free
+    guidance on the class label and the prompt together: the unconditional half has the null label and the learned
+    null prompt. Guidance doubles the batch inside this call only (DiT's forward_with_cfg), so the sampler's
+    tensors stay (B, ...); history guidance around it doubles it again.
     """
-    def model_fn(x, t, y=None):
-        if y is None or cfg_scale <= 1.0:
-            return model(x, t, y)
-        null = torch.full_like(y, model.num_classes)
-        return model.forward_with_cfg(torch.cat([x, x]), torch.cat([t, t]), torch.cat([y, null]), cfg_scale)[: len(x)]
+    def model_fn(x, t, y=None, text=None, text_mask=None):
+        text_conditioning = {} if text is None else {"text": text, "text_mask": text_mask}
+        if (y is None and text is None) or cfg_scale <= 1.0:
+            return model(x, t, y, **text_conditioning)
+        doubled_y = None if y is None else torch.cat([y, torch.full_like(y, model.num_classes)])
+        if text is not None:
+            drop = torch.arange(2 * len(x), device=x.device) >= len(x)  # (2B,): the null prompt in the second half
+            text_conditioning = {"text": torch.cat([text, text]), "text_mask": torch.cat([text_mask, text_mask]),
+                                 "drop_text": drop}
+        return model.forward_with_cfg(torch.cat([x, x]), torch.cat([t, t]), doubled_y, cfg_scale,
+                                      **text_conditioning)[: len(x)]
 
     device_type = next(model.parameters()).device.type
     return autocast_fn(model_fn, device_type, autocast_dtype(mixed_precision, device_type))
 
 
-def run_preset(model, diffusion, cfg, *, batch_size, clips=(), labels=None, generators=None, device="cpu"):
+def run_preset(model, diffusion, cfg, *, batch_size, clips=(), labels=None, generators=None, device="cpu",
+               text=None):
     """vtv.sample_video with the config's preset, options and sampler: (schedule, chunks) in model space.
 
-    clips: from load_preset_inputs; labels (B,) for class-conditional models; generators: one per video.
+    clips: from load_preset_inputs; labels (B,) for class-conditional models; generators: one per video;
+    text: (text (B, n, L, Dt), text_mask (B, n, L)) of a text model, n = the output length or 1 (`encode_prompts`).
     """
+    frame_kwargs = {} if text is None else {"text": text[0].to(device), "text_mask": text[1].to(device)}
     frame_shape = (model.in_channels, model.input_size, model.input_size)
     clip_denoised = cfg.clip_denoised if cfg.clip_denoised is not None else vtv.default_clip_denoised(model.in_channels)
     return vtv.sample_video(
@@ -136,7 +168,48 @@ def run_preset(model, diffusion, cfg, *, batch_size, clips=(), labels=None, gene
         noise_fn=vtv.frame_noise(batch_size, frame_shape, device, generators), method=cfg.sample_method, eta=cfg.eta,
         model_kwargs={"y": labels.to(device)} if labels is not None else {}, device=device, generator=generators,
         clip_denoised=clip_denoised, cond_noise_level=cfg.cond_noise_level, history_guidance=cfg.history_guidance,
-        history_noise_level=cfg.history_noise_level, conditioning=cfg.conditioning, progress=cfg.progress)
+        history_noise_level=cfg.history_noise_level, conditioning=cfg.conditioning, progress=cfg.progress,
+        frame_kwargs=frame_kwargs)
+
+
+def output_prompts(cfg, length):
+    """The prompt of each of `length` output frames from prompt / prompts / prompt_schedule (one prompt: [it])."""
+    if cfg.prompt is not None:
+        return [cfg.prompt]
+    if cfg.prompts is not None:
+        if len(cfg.prompts) != length:
+            raise ValueError(f"config key 'prompts' holds {len(cfg.prompts)} prompts, but preset {cfg.preset!r} "
+                             f"writes {length} frames: give one per frame")
+        return list(cfg.prompts)
+    schedule = {int(frame): prompt for frame, prompt in cfg.prompt_schedule.items()}
+    bad = [frame for frame in schedule if not 0 <= frame < length]
+    if 0 not in schedule or bad:
+        raise ValueError(f"config key 'prompt_schedule': its frames must include 0 and lie in [0, {length - 1}] "
+                         f"(preset {cfg.preset!r} writes {length} frames), got {sorted(schedule)}")
+    starts = sorted(schedule)
+    return [schedule[max(start for start in starts if start <= frame)] for frame in range(length)]
+
+
+def encode_prompts(text_encoder, frame_prompts):
+    """B lists of prompts (one per output frame, or one for the video) -> (text, text_mask) for run_preset."""
+    if all(len(set(prompts)) == 1 for prompts in frame_prompts):
+        frame_prompts = [prompts[:1] for prompts in frame_prompts]  # (B, 1, L, Dt): one cross-attention input
+    return text_encoder.encode_frames(frame_prompts)
+
+
+def config_text(cfg, settings, batch_size, length):
+    """(text, text_mask) of the configured prompts for a text model, None for other models."""
+    text_encoder = settings.get("text_encoder")
+    given = any(cfg[key] is not None for key in ("prompt", "prompts", "prompt_schedule"))
+    if text_encoder is None:
+        if given:
+            raise ValueError("config keys prompt / prompts / prompt_schedule need a text model (trained with "
+                             "text_encoder); this model takes no text")
+        return None
+    if not given:
+        raise ValueError("this is a text model: give config key prompt (or prompts, one per frame, or "
+                         "prompt_schedule) to sample it")
+    return encode_prompts(text_encoder, [output_prompts(cfg, length)] * batch_size)
 
 
 def to_model_space(video, vae):
@@ -246,8 +319,10 @@ def sampled_batches(cfg, model, diffusion, settings, batches, clips, device):
         torch.manual_seed(cfg.seed + indices[0])  # DDPM / stabilization noise inside the sampler
         generators = video_generators(cfg, indices, device)
         labels = video_labels(cfg, indices, settings["num_classes"], generators)
+        text = config_text(cfg, settings, len(indices),
+                           vtv.output_length(cfg.preset, settings["num_frames"], preset_options(cfg)))
         yield indices, *run_preset(model, diffusion, cfg, batch_size=len(indices), clips=clips, labels=labels,
-                                   generators=generators, device=device)
+                                   generators=generators, device=device, text=text)
 
 
 def batches_of(indices, batch_size):
