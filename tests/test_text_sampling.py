@@ -139,7 +139,7 @@ def test_latent_cache_round_trips_captions(tmp_path, tiny_vae_dir):
                              f"vae={vae_dir}", "mixed_precision=no"])
     encode_dataset(cfg, tmp_path / "cache", batch_size=2, num_workers=0, mixed_precision="no")
     cache = LatentCacheDataset(tmp_path / "cache")
-    pixels = build_config_dataset(cfg)
+    pixels = build_config_dataset(cfg, random_flip=False)
     assert [cache[i]["captions"] for i in range(5)] == [pixels[i]["captions"] for i in range(5)]
     with pytest.raises(ValueError, match="random_flip=false"):
         LatentCacheDataset(tmp_path / "cache", random_flip=True)
