@@ -210,7 +210,7 @@ def headings(obj, times, image_size):
 @dataclass(frozen=True)
 class CaptionedClip:
     """A clip in segments: from frame starts[k] on, objects[k] moves, its clock starting at that frame's time.
-    An event (a new colour or shape) starts a segment; the trajectory runs on unbroken across it."""
+    An event (a new colour or shape, or a turn back) starts a segment; the track stays unbroken across it."""
 
     image_size: int
     times: np.ndarray  # (N,) generator time of each frame
@@ -298,8 +298,8 @@ def sample_captioned_clip(rng, times, image_size, split="train", event_prob=0.5,
 class CaptionedBouncingShapes(BouncingShapes):
     """Bouncing shapes with a caption per frame ("a red circle moving right"): dataset name bouncing_captions.
 
-    Motion keeps near one axis so its direction has a name; half the clips hold an event (colour or shape changes
-    at one frame) whose captions change there; HELD_OUT_COMBINATIONS never appear in the train split. Items add
+    Motion keeps near one axis so its direction has a name; half the clips hold an event (the colour or shape
+    changes, or the object turns back, at one frame) whose captions change there; HELD_OUT_COMBINATIONS never appear in the train split. Items add
     "captions": a tuple of N strings. No random flip: it would turn "left" into "right".
     """
 

@@ -4,9 +4,11 @@
 # on them (configs/demo/demo_train.yaml) and sample every VTV preset through the decoder, then check the objects
 # of 32 decoded standard samples against held-out clips and score interpolation, next-frame prediction and long
 # video against the true trajectories of held-out clips (a minute).
-# FVD=1 also measures FVD against held-out clips (several more minutes: I3D).
+# FVD=1 also measures FVD against held-out clips (several more minutes: I3D). T2V=1 also trains the text-to-video
+# demo on captioned clips (configs/t2v/) and scores how it follows its prompts (about 15 more minutes on 2 cores).
 #   bash train_scripts/demo.sh [key=value ...]      # overrides go to the FVDM trainer, e.g. max_train_steps=200
 #   FVD=1 bash train_scripts/demo.sh
+#   T2V=1 bash train_scripts/demo.sh
 # A rerun reuses every finished stage (a killed one resumes) and rewrites the samples; a retrained autoencoder
 # makes the latents and the FVDM start again.
 set -euo pipefail
@@ -54,6 +56,16 @@ python tools/object_metrics.py --fake "$OBJECTS_DIR/generated" --frame_interval 
 echo "== conditioned tasks on 32 held-out clips, against their true trajectories (contact sheets: $TASKS_DIR/)"
 python tools/object_tasks.py --config configs/demo/demo_sample.yaml --num_videos 32 \
     --frame_interval "$(config_value frame_interval)" --out_dir "$TASKS_DIR" progress=false
+if [ "${T2V:-0}" = 1 ]; then
+    echo "== text-to-video: encode the captioned clips, train the demo T2V model, score its prompt following"
+    python tools/encode_latents.py --config configs/t2v/demo_t2v_train.yaml --out results/demo_t2v_latents \
+        --batch-size 32 --num-workers 0 --mixed-precision auto
+    python train_video.py --config configs/t2v/demo_t2v_train.yaml
+    python tools/text_following.py --config configs/t2v/demo_t2v_sample.yaml --out_dir results/demo_t2v/text \
+        batch_size=32
+    bash sample/t2v.sh preset=long length=24 \
+        'prompt_schedule={0: "a red circle moving right", 12: "a blue square moving down"}'
+fi
 if [ "${FVD:-0}" != 1 ]; then
     echo "done. autoencoder: $AUTOENCODER_DIR (reconstruction.json); FVDM run: $RUN_DIR (previews: preview/," \
         "object check: objects/objects.json, tasks: tasks/tasks.json). FVD=1 bash $0 adds the FVD of the samples."
