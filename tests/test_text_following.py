@@ -28,14 +28,20 @@ def test_real_clips_follow_their_captions_and_shuffled_captions_score_near_chanc
     for key in ("colour", "shape", "direction"):
         assert control[key] < CHANCE[key] + 0.2, (key, control[key])
     assert control["switch_followed"] < 0.5
+    assert real["colour_any"] > 0.97 and control["colour_any"] < CHANCE["colour"] + 0.2
 
 
 def test_noise_and_blank_videos_follow_nothing(real_clips):
     videos, prompts = real_clips
     rng = np.random.default_rng(0)
-    for fake in (rng.integers(0, 256, videos.shape, dtype=np.uint8), np.zeros_like(videos)):
+    noise = rng.integers(0, 256, videos.shape, dtype=np.uint8)
+    for fake in (noise, np.zeros_like(videos)):
         scores = text_following_scores(fake, prompts)
         assert scores["colour"] == scores["shape"] == scores["direction"] == 0.0
+    blank = text_following_scores(np.zeros_like(videos), prompts)
+    assert blank["colour_any"] == blank["shape_any"] == blank["direction_any"] == 0.0
+    loose = text_following_scores(noise, prompts)  # any foreground: noise reads as some colour, at chance
+    assert loose["colour_any"] < CHANCE["colour"] + 0.15 and loose["direction_any"] < CHANCE["direction"] + 0.15
 
 
 def test_a_late_switch_is_measured_in_frames():

@@ -31,6 +31,8 @@ from tools.metrics.text_following import is_held_out, shuffled_prompts, text_fol
 from tools.runtime import default_device, video_to_uint8
 
 SHEET_VIDEOS = 8
+PRINTED = ("shows_object", "colour", "shape", "direction", "switch_error", "switch_followed", "colour_any", "shape_any",
+           "direction_any", "switch_error_any", "switch_followed_any")
 
 
 def single_prompt_set(num_frames, repeats):
@@ -112,9 +114,7 @@ def main(argv=None):
         save_contact_sheet(np.concatenate(list(videos)), out_dir / f"{name}.png", columns=num_frames)
     for name in ("seen_pairs", "held_out_pairs", "switch"):
         for kind, scores in results[name].items():
-            print(f"{name:15s} {kind:17s} " + " ".join(
-                f"{key} {scores[key]:.2f}" for key in ("shows_object", "colour", "shape", "direction",
-                                                       "switch_error", "switch_followed") if key in scores))
+            print(f"{name:15s} {kind:17s} " + " ".join(f"{key} {scores[key]:.2f}" for key in PRINTED if key in scores))
     print(f"wrote {out_dir / 'text_following.json'} and contact sheets {', '.join(sheets)} (.png)")
 
 
