@@ -533,13 +533,13 @@ def iter_long_video(diffusion, model, shape, length, context_frames, *, given=No
         tail = window
 
 
-def check_frame_kwargs(frame_kwargs, length, what="the output video"):
+def check_frame_kwargs(frame_kwargs, length):
     """frame_kwargs {name: tensor (B, length or 1, ...)}, with an error naming the kwarg whose frames do not fit."""
     frame_kwargs = dict(frame_kwargs or {})
     for key, value in frame_kwargs.items():
         if value.dim() < 2 or value.shape[1] not in (1, length):
-            raise ValueError(f"frame kwarg {key!r} must hold 1 or {length} frames (those of {what}) along dim 1, "
-                             f"got shape {tuple(value.shape)}")
+            raise ValueError(f"frame kwarg {key!r} must hold 1 or {length} frames (those of the output video) along "
+                             f"dim 1, got shape {tuple(value.shape)}")
     return frame_kwargs
 
 
