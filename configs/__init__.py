@@ -63,8 +63,9 @@ def with_int_keys(values, names, source):
     return values
 
 
-def merge_config(schema, config_path=None, overrides=()):
-    """Schema defaults <- YAML file <- key=value overrides; raises ValueError naming a bad key."""
+def merge_config(schema, config_path=None, overrides=(), values=None):
+    """Schema defaults <- YAML file <- key=value overrides <- a dict of values (a Python caller's keyword
+    arguments); raises ValueError naming a bad key."""
     cfg = OmegaConf.structured(schema)
     sources = []
     if config_path is not None:
@@ -73,6 +74,8 @@ def merge_config(schema, config_path=None, overrides=()):
     if malformed:
         raise ValueError(f"command-line overrides must look like key=value, got {malformed}")
     sources.append(("command line", OmegaConf.from_dotlist(list(overrides))))
+    if values:
+        sources.append(("arguments", OmegaConf.create(dict(values))))
     int_keyed = int_keyed_fields(schema)
     for source, values in sources:
         try:

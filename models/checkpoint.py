@@ -3,6 +3,8 @@
 Ours are <step:07d>.pt (train_video.py's whole training state) and <step:07d>-ema.safetensors (its EMA weights).
 Released Latte: `blocks.k`, even k spatial, odd k temporal. Released FVDM: `blocks_spatial.i`, `blocks_temp.i`.
 Ours: `spatial_blocks.i`, `temporal_blocks.i`; every other key is shared with Latte.
+Model folders (Latte.save_pretrained / from_pretrained) follow Hugging Face's layout: config.json with every
+constructor argument, diffusion_pytorch_model.safetensors, and our training_config.json beside them.
 """
 import json
 import os
@@ -17,6 +19,9 @@ PREFIXES = ("module.", "_orig_mod.")
 FIXED_EMBEDDINGS = ("pos_embed", "temp_embed")
 SHOWN_KEYS = 5  # offending keys quoted in a mismatch error
 PT, EMA = ".pt", "-ema.safetensors"  # suffixes of our checkpoint files after <step:07d>
+CONFIG_FILE, WEIGHTS_FILE, TRAINING_CONFIG_FILE = ("config.json", "diffusion_pytorch_model.safetensors",
+                                                   "training_config.json")  # a model folder's files
+PRETRAINED_DIR = "pretrained"  # a training run's model folder of its final EMA weights: <run>/pretrained/
 CHECKPOINT_KEYS = (
     "model", "ema", "opt", "step", "epoch", "samples_in_epoch", "world_size", "rank_states", "config"
 )
@@ -256,3 +261,66 @@ def prune_checkpoints(ckpt_dir, keep):
     for suffix in (PT, EMA):
         for path in list_checkpoints(ckpt_dir, (suffix,))[keep:]:
             path.unlink()
+
+
+def is_pretrained_folder(path):
+    return (Path(path) / CONFIG_FILE).is_file()
+
+
+def save_pretrained_folder(folder, config, state_dict, training_config=None):
+    """Write a model folder: config.json, the weights as safetensors, training_config.json if given; each file
+    atomically, the weights first, so a folder with a config.json was written whole."""
+    from safetensors.torch import save_file
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    tensors = {key: value.detach().cpu().contiguous() for key, value in state_dict.items()}
+    atomic_write(folder / WEIGHTS_FILE, lambda tmp: save_file(tensors, str(tmp)))
+    if training_config is not None:
+        text = json.dumps(training_config, indent=2)
+        atomic_write(folder / TRAINING_CONFIG_FILE, lambda tmp: tmp.write_text(text))
+    text = json.dumps(config, indent=2)
+    atomic_write(folder / CONFIG_FILE, lambda tmp: tmp.write_text(text))
+
+
+def read_json(path):
+    try:
+        return json.loads(Path(path).read_text())
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{path} is not valid JSON: {error}") from None
+
+
+def read_pretrained_config(folder, class_name):
+    """The constructor arguments in folder/config.json, checked to be for `class_name`."""
+    path = Path(folder) / CONFIG_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"{folder} is not a model folder: no {CONFIG_FILE} (Latte.save_pretrained or "
+                                f"tools/export_pretrained.py write one)")
+    config = read_json(path)
+    if config.get("_class_name") != class_name:
+        raise ValueError(f"{path} describes a {config.get('_class_name')!r}, not a {class_name!r}")
+    return {key: value for key, value in config.items() if not key.startswith("_")}
+
+
+def pretrained_weights_path(folder):
+    path = Path(folder) / WEIGHTS_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"model folder {folder} has no {WEIGHTS_FILE}")
+    return path
+
+
+def read_training_config(folder):
+    """folder/training_config.json (the settings the model was trained with), or {} when the folder has none."""
+    path = Path(folder) / TRAINING_CONFIG_FILE
+    return read_json(path) if path.is_file() else {}
+
+
+def pretrained_step(folder):
+    """The training step a run's model folder was exported at, or None when any of its files is missing or its
+    training config unreadable."""
+    if not all((Path(folder) / name).is_file() for name in (CONFIG_FILE, WEIGHTS_FILE)):
+        return None
+    try:
+        return read_training_config(folder).get("step")
+    except ValueError:
+        return None

@@ -16,6 +16,8 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch.utils.checkpoint import checkpoint
 
+from .checkpoint import load_pretrained, pretrained_weights_path, read_pretrained_config, save_pretrained_folder
+
 
 def modulate(x, shift, scale):
     return torch.addcmul(shift, x, 1 + scale)  # x * (1 + scale) + shift in one pass over x
@@ -277,6 +279,8 @@ class Latte(nn.Module):
         text_dropout_prob=0.1,
     ):
         super().__init__()
+        # Every constructor argument, as save_pretrained writes it to config.json (read before any other local).
+        self.config = {key: value for key, value in locals().items() if key not in ("self", "__class__")}
         if depth % 2:
             raise ValueError(f"depth counts spatial and temporal blocks together and must be even, got {depth}")
         if input_size % patch_size:
@@ -342,6 +346,24 @@ class Latte(nn.Module):
         nn.init.constant_(self.final_layer.adaLN_modulation[-1].bias, 0)
         nn.init.constant_(self.final_layer.linear.weight, 0)
         nn.init.constant_(self.final_layer.linear.bias, 0)
+
+    def save_pretrained(self, folder, training_config=None):
+        """Hugging Face layout: config.json (every constructor argument) + diffusion_pytorch_model.safetensors, and
+        training_config.json (diffusion, data, VAE and text encoder settings) when given, which the sampler reads."""
+        save_pretrained_folder(folder, {"_class_name": type(self).__name__, **self.config}, self.state_dict(),
+                               training_config)
+
+    @classmethod
+    def from_pretrained(cls, folder, **overrides):
+        """The model save_pretrained wrote to `folder`, in eval mode; overrides replace constructor arguments
+        (e.g. attention="sdpa", gradient_checkpointing=True; one that changes the architecture fails to load)."""
+        config = read_pretrained_config(folder, cls.__name__)
+        unknown = sorted(set(overrides) - set(config))
+        if unknown:
+            raise TypeError(f"from_pretrained: {unknown} are not {cls.__name__} arguments; choose from {sorted(config)}")
+        model = cls(**{**config, **overrides})
+        load_pretrained(model, pretrained_weights_path(folder))
+        return model.eval()
 
     def unpatchify(self, x):  # (B, N, T, p*p*C) -> (B, N, C, H, W)
         grid = self.input_size // self.patch_size
@@ -492,6 +514,14 @@ MODEL_SIZES = {
     "T": dict(depth=6, hidden_size=128, num_heads=4),
 }
 MODEL_NAMES = [f"Latte-{size}/{patch}" for size in MODEL_SIZES for patch in (2, 4, 8)]
+
+
+def model_name(config):
+    """The Latte-<size>/<patch> name of a model's constructor arguments (Latte.config), or None for another size."""
+    for size, dims in MODEL_SIZES.items():
+        if all(config[key] == value for key, value in dims.items()):
+            return f"Latte-{size}/{config['patch_size']}"
+    return None
 
 
 def create_model(

@@ -109,8 +109,8 @@ class EvalConfig(SampleConfig):
     progress: bool = False  # per-video sampler bars (the batch bar of rank 0 is always shown)
 
 
-def load_config(config_path=None, overrides=()):
-    cfg = merge_config(SampleConfig, config_path, overrides)
+def load_config(config_path=None, overrides=(), values=None):
+    cfg = merge_config(SampleConfig, config_path, overrides, values)
     validate_config(cfg)
     return cfg
 

@@ -15,12 +15,9 @@ import torch.distributed as dist
 from tqdm.auto import tqdm
 
 from configs import parse_command_line
-from diffusion import vtv
-from sample.config import EvalConfig, load_eval_config, preset_options
-from sample.sampling import (
-    batches_of, create_sampling_diffusion, load_model_for_sampling, load_preset_inputs, pending_videos, sampled_batches,
-    write_eval_batch,
-)
+from sample.config import EvalConfig, load_eval_config
+from sample.pipeline import FVDMPipeline
+from sample.sampling import batches_of, pending_videos, write_eval_batch
 from tools.runtime import allow_tf32, setup_distributed
 
 
@@ -34,19 +31,17 @@ def main(argv=None):
     if cfg.mp4_dir is not None:
         Path(cfg.mp4_dir).mkdir(parents=True, exist_ok=True)
 
-    model, vae, settings = load_model_for_sampling(cfg, device)
-    diffusion = create_sampling_diffusion(cfg, settings)
-    clips = load_preset_inputs(cfg, settings, vae, device)
-    length = vtv.output_length(cfg.preset, settings["num_frames"], preset_options(cfg))
+    pipe = FVDMPipeline.from_config(cfg, device)
+    length = pipe.output_length(cfg)
     todo = pending_videos(cfg, eval_dir, rank, world_size)
     skipped = len(range(rank, cfg.num_samples, world_size)) - len(todo)
     if rank == 0:
         print(f"rank 0 of {world_size}: {len(todo)} videos to sample, {skipped} already written in {eval_dir}")
 
     batches = batches_of(todo, cfg.batch_size)
-    for indices, _, chunks in tqdm(sampled_batches(cfg, model, diffusion, settings, batches, clips, device),
-                                   total=len(batches), desc=f"rank {rank}", disable=rank != 0):
-        write_eval_batch(chunks, indices, eval_dir, cfg, vae, device, length)
+    for indices, _, chunks in tqdm(pipe.batches(cfg, batches), total=len(batches), desc=f"rank {rank}",
+                                   disable=rank != 0):
+        write_eval_batch(chunks, indices, eval_dir, cfg, pipe.vae, device, length)
 
     if world_size > 1:
         dist.barrier()

@@ -6,19 +6,22 @@ import shutil
 import sys
 from pathlib import Path
 
+import numpy as np
 import torch
 from tqdm.auto import tqdm
 
 from datasets.video_io import count_frames, read_frames, resize_center_crop
 from diffusion import create_diffusion, vtv
 from diffusion.vtv import resolve_frame_indices
-from models import create_model
+from models import Latte, create_model
 from models.checkpoint import (
-    EMA, PT, checkpoint_config, load_pretrained, newest_valid_checkpoint, read_checkpoint, unwrap_state_dict,
+    EMA, PT, checkpoint_config, is_pretrained_folder, load_pretrained, newest_valid_checkpoint, read_checkpoint,
+    read_pretrained_config, read_training_config, unwrap_state_dict,
 )
+from models.latte import model_name
 from models.text_encoder import TextEncoder
 from models.vae import decode_latents, encode_video, load_vae, model_geometry
-from sample.config import preset_options
+from sample.config import INPUT_KEYS, preset_options
 from sample.outputs import Mp4Writer, VideoWriter, save_png_frames, save_schedule_heatmap
 from tools.runtime import autocast_dtype, autocast_fn, video_to_uint8
 
@@ -86,12 +89,10 @@ def resolve_model_config(cfg, stored, ckpt_path=None):
     return resolved
 
 
-def load_text_encoder(cfg, stored, checkpoint, device):
+def load_text_encoder(cfg, stored, has_text_weights, device):
     """The frozen text encoder a text model was trained with (None for other models): sample config's
     text_encoder / text_max_length, else the checkpoint's."""
     name = cfg.text_encoder if cfg.text_encoder is not None else stored.get("text_encoder")
-    has_text_weights = checkpoint is not None and any(
-        key.startswith("text_embedder.") for key in unwrap_state_dict(checkpoint, prefer=cfg.weights))
     if name is None:
         if has_text_weights:
             raise ValueError("the checkpoint holds a text model but names no text encoder: set config key "
@@ -101,27 +102,60 @@ def load_text_encoder(cfg, stored, checkpoint, device):
     return TextEncoder(name, max_length=max_length, device=device)
 
 
+def model_folder_settings(folder):
+    """What a model folder (Latte.save_pretrained) says of the training settings: its training_config.json, with
+    the keys its config.json fixes; a folder without one is taken for a pixel-space model only when it has 3
+    channels and no VAE is named."""
+    config = read_pretrained_config(folder, Latte.__name__)
+    stored = read_training_config(folder)
+    stored.update(num_frames=config["num_frames"], num_classes=config["num_classes"],
+                  learn_sigma=config["learn_sigma"], model=model_name(config) or stored.get("model"))
+    return config, stored
+
+
 def load_model_for_sampling(cfg, device="cpu"):
     """(model in eval mode, VAE or None, resolved settings dict); EMA weights of our checkpoints by default.
-    settings["text_encoder"] is the frozen TextEncoder of a text model, else None."""
-    ckpt_path, checkpoint = read_sampling_checkpoint(cfg.ckpt, cfg.weights) if cfg.ckpt is not None else (None, None)
-    stored = (checkpoint_config(checkpoint) or {}) if checkpoint is not None else {}
-    settings = resolve_model_config(cfg, stored, ckpt_path)
-    text_encoder = load_text_encoder(cfg, stored, checkpoint, device)
+    cfg.ckpt may also be a model folder (Latte.save_pretrained; the model is built by Latte.from_pretrained).
+    settings["text_encoder"] is the frozen TextEncoder of a text model, else None; settings["training_config"]
+    what the checkpoint stores of its training config ({} for none)."""
+    if cfg.ckpt is not None and is_pretrained_folder(cfg.ckpt):
+        ckpt_path = Path(cfg.ckpt)
+        config, stored = model_folder_settings(ckpt_path)
+        if "image_size" not in stored and cfg.image_size is None and cfg.vae is None and config["in_channels"] == 3:
+            stored["image_size"] = config["input_size"]
+        settings = resolve_model_config(cfg, stored, ckpt_path)
+        text_encoder = load_text_encoder(cfg, stored, config["text_dim"] > 0, device)
+        model = Latte.from_pretrained(ckpt_path, attention=cfg.attention)
+        geometry = model_geometry(settings["image_size"], settings["vae"])
+        if geometry != (model.in_channels, model.input_size):
+            raise ValueError(f"model folder {ckpt_path} holds a model of {model.in_channels} x {model.input_size}^2 "
+                             f"inputs, but image_size {settings['image_size']} with vae {settings['vae']} gives "
+                             f"{geometry[0]} x {geometry[1]}^2 (config keys image_size, vae)")
+    else:
+        ckpt_path, checkpoint = read_sampling_checkpoint(cfg.ckpt, cfg.weights) if cfg.ckpt is not None else (None, None)
+        stored = (checkpoint_config(checkpoint) or {}) if checkpoint is not None else {}
+        settings = resolve_model_config(cfg, stored, ckpt_path)
+        has_text_weights = checkpoint is not None and any(
+            key.startswith("text_embedder.") for key in unwrap_state_dict(checkpoint, prefer=cfg.weights))
+        text_encoder = load_text_encoder(cfg, stored, has_text_weights, device)
+        in_channels, input_size = model_geometry(settings["image_size"], settings["vae"])
+        model = create_model(settings["model"], input_size=input_size, num_frames=settings["num_frames"],
+                             in_channels=in_channels, num_classes=settings["num_classes"],
+                             learn_sigma=settings["learn_sigma"], attention=cfg.attention,
+                             text_dim=text_encoder.dim if text_encoder is not None else 0)
+        if checkpoint is not None:
+            load_pretrained(model, checkpoint, prefer=cfg.weights, source_name=ckpt_path)
+    if text_encoder is not None and text_encoder.dim != model.text_dim:
+        raise ValueError(f"text encoder {text_encoder.path} gives {text_encoder.dim}-wide tokens, but the model "
+                         f"takes {model.text_dim} (config key text_encoder)")
     latent = settings["vae"] is not None
-    in_channels, input_size = model_geometry(settings["image_size"], settings["vae"])
-    model = create_model(settings["model"], input_size=input_size, num_frames=settings["num_frames"],
-                         in_channels=in_channels, num_classes=settings["num_classes"],
-                         learn_sigma=settings["learn_sigma"], attention=cfg.attention,
-                         text_dim=text_encoder.dim if text_encoder is not None else 0)
-    if checkpoint is not None:
-        load_pretrained(model, checkpoint, prefer=cfg.weights, source_name=ckpt_path)
     model.to(device).eval().requires_grad_(False)
     if cfg.use_compile:
         model.compile_blocks()
     vae = load_vae(settings["vae"], device=device) if latent else None
     settings["ckpt"] = str(ckpt_path) if ckpt_path is not None else None
     settings["text_encoder"] = text_encoder
+    settings["training_config"] = stored
     return model, vae, settings
 
 
@@ -221,34 +255,65 @@ def to_pixels(frames, vae):
     return frames if vae is None else decode_latents(vae, frames)
 
 
-def read_image(path, image_size, key):
-    if not Path(path).exists():
-        raise FileNotFoundError(f"config key {key!r}: no such image {path}")
-    return resize_center_crop(read_frames(path, indices=[0]), image_size)  # (1, 3, S, S)
+def in_memory_frames(frames, key):
+    """uint8 (T, H, W, 3) of frames given in memory: a PIL image or a list of them, or a uint8 array or tensor of
+    shape (H, W, 3) or (T, H, W, 3)."""
+    if isinstance(frames, (list, tuple)):
+        frames = np.stack([np.asarray(frame.convert("RGB") if hasattr(frame, "convert") else frame)
+                           for frame in frames])
+    elif hasattr(frames, "convert"):  # a PIL image
+        frames = np.array(frames.convert("RGB"))  # a copy: PIL lends read-only memory
+    frames = np.asarray(frames)
+    if frames.ndim == 3:
+        frames = frames[None]
+    if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
+        raise ValueError(f"input {key!r}: expected a path, PIL image(s) or uint8 frames of shape (H, W, 3) or "
+                         f"(T, H, W, 3), got {frames.dtype} {frames.shape}")
+    return frames
 
 
-def read_clip(path, num_frames, image_size, start, stride, key):
-    """num_frames frames from `start`, every `stride`-th, resized and cropped like training clips: (N, 3, S, S)."""
-    if not Path(path).exists():
-        raise FileNotFoundError(f"config key {key!r}: no such video or frame folder {path}")
-    available = count_frames(path)
+def read_image(source, image_size, key):
+    """The first frame of a path or of in-memory frames (in_memory_frames), resized and cropped: (1, 3, S, S)."""
+    if not isinstance(source, (str, Path)):
+        return resize_center_crop(in_memory_frames(source, key)[:1], image_size)
+    if not Path(source).exists():
+        raise FileNotFoundError(f"config key {key!r}: no such image {source}")
+    return resize_center_crop(read_frames(source, indices=[0]), image_size)  # (1, 3, S, S)
+
+
+def read_clip(source, num_frames, image_size, start, stride, key):
+    """num_frames frames from `start`, every `stride`-th, of a video path or in-memory frames, resized and cropped
+    like training clips: (N, 3, S, S)."""
+    in_memory = not isinstance(source, (str, Path))
+    if in_memory:
+        source = in_memory_frames(source, key)
+        name, available = "it", len(source)
+    elif not Path(source).exists():
+        raise FileNotFoundError(f"config key {key!r}: no such video or frame folder {source}")
+    else:
+        name, available = source, count_frames(source)
     last = start + (num_frames - 1) * stride
     if last >= available:
-        raise ValueError(f"config key {key!r}: {path} has {available} frames, but {num_frames} frames from "
+        raise ValueError(f"config key {key!r}: {name} has {available} frames, but {num_frames} frames from "
                          f"video_start {start} at video_stride {stride} need frame {last}")
-    return resize_center_crop(read_frames(path, indices=list(range(start, last + 1, stride))), image_size)
+    indices = list(range(start, last + 1, stride))
+    return resize_center_crop(source[indices] if in_memory else read_frames(source, indices=indices), image_size)
 
 
-def load_preset_inputs(cfg, settings, vae=None, device="cpu"):
+def load_preset_inputs(cfg, settings, vae=None, device="cpu", in_memory=None):
     """The preset's input files as a list of model-space clips (1, N, C, h, w), in the order the preset takes them
     (transition: video_a, video_b); None where a clip is not given, which sample_video then generates.
 
-    Images are placed at the frame index they condition (other frames are zeros and never used).
+    in_memory: {input key: frames} given as images or arrays rather than paths (the pipeline's), read in place of
+    the config's value for that key. Images are placed at the frame index they condition (other frames are zeros
+    and never used).
     """
     N, size = settings["num_frames"], settings["image_size"]
+    sources = {key: cfg[key] for key in INPUT_KEYS}
+    sources.update(in_memory or {})
 
-    def clip_of(path, key):
-        return read_clip(path, N, size, cfg.video_start, cfg.video_stride, key)
+    def clip_of(key):
+        return read_clip(sources[key], N, size, cfg.video_start, cfg.video_stride, key)
 
     def placed(images_by_index):
         first = next(iter(images_by_index.values()))
@@ -258,26 +323,26 @@ def load_preset_inputs(cfg, settings, vae=None, device="cpu"):
         return clip
 
     clips = {}
-    if cfg.image is not None:
+    if sources["image"] is not None:
         (index,) = resolve_frame_indices([cfg.cond_frame], N, "cond_frame")
-        clips["clip"] = placed({index: read_image(cfg.image, size, "image")})
-    if cfg.first_image is not None:
-        clips["clip"] = placed({0: read_image(cfg.first_image, size, "first_image"),
-                                N - 1: read_image(cfg.last_image, size, "last_image")})
-    if cfg.keyframe_images is not None:
+        clips["clip"] = placed({index: read_image(sources["image"], size, "image")})
+    if sources["first_image"] is not None:
+        clips["clip"] = placed({0: read_image(sources["first_image"], size, "first_image"),
+                                N - 1: read_image(sources["last_image"], size, "last_image")})
+    if sources["keyframe_images"] is not None:
         keyframes = list(cfg.keyframes) if cfg.keyframes is not None else [0, N - 1]
-        if len(keyframes) != len(cfg.keyframe_images):
-            raise ValueError(f"config key 'keyframe_images': {len(cfg.keyframe_images)} images for "
+        if len(keyframes) != len(sources["keyframe_images"]):
+            raise ValueError(f"config key 'keyframe_images': {len(sources['keyframe_images'])} images for "
                              f"{len(keyframes)} keyframes {keyframes}")
         indices = [resolve_frame_indices([k], N, "keyframes")[0] for k in keyframes]
-        clips["clip"] = placed({index: read_image(path, size, "keyframe_images")
-                                for index, path in zip(indices, cfg.keyframe_images)})
-    if cfg.video is not None:
-        clips["clip"] = clip_of(cfg.video, "video")
-    if cfg.video_a is not None:
-        clips["clip"] = clip_of(cfg.video_a, "video_a")
-    if cfg.video_b is not None:
-        clips["clip_b"] = clip_of(cfg.video_b, "video_b")
+        clips["clip"] = placed({index: read_image(image, size, "keyframe_images")
+                                for index, image in zip(indices, sources["keyframe_images"])})
+    if sources["video"] is not None:
+        clips["clip"] = clip_of("video")
+    if sources["video_a"] is not None:
+        clips["clip"] = clip_of("video_a")
+    if sources["video_b"] is not None:
+        clips["clip_b"] = clip_of("video_b")
     return [to_model_space(clips[key][None].to(device), vae) if key in clips else None for key in ("clip", "clip_b")]
 
 
@@ -329,17 +394,17 @@ def batches_of(indices, batch_size):
     return [indices[i:i + batch_size] for i in range(0, len(indices), batch_size)]
 
 
-def sample_preset(cfg, model, vae, settings, diffusion, device):
-    """cfg.num_samples videos of cfg.preset, written to <save_dir>/<preset>/<video>/."""
-    clips = load_preset_inputs(cfg, settings, vae, device)
-    length = vtv.output_length(cfg.preset, settings["num_frames"], preset_options(cfg))
+def sample_preset(cfg, pipe):
+    """cfg.num_samples videos of cfg.preset from an FVDMPipeline, written to <save_dir>/<preset>/<video>/."""
+    length = pipe.output_length(cfg)
     save_root = Path(cfg.save_dir) / cfg.preset
     title = f"{cfg.preset}, {cfg.sample_method}-{cfg.num_sampling_steps}"
     batches = batches_of(list(range(cfg.num_samples)), cfg.batch_size)
-    for indices, schedule, chunks in tqdm(sampled_batches(cfg, model, diffusion, settings, batches, clips, device),
-                                          total=len(batches), desc="batches", disable=not cfg.progress):
+    for indices, schedule, chunks in tqdm(pipe.batches(cfg, batches), total=len(batches), desc="batches",
+                                          disable=not cfg.progress):
         folders = [save_root / f"{index:04d}" for index in indices]
-        write_videos(schedule, chunks, folders, vae, device, cfg.fps, diffusion.base_num_timesteps, title, length)
+        write_videos(schedule, chunks, folders, pipe.vae, pipe.device, cfg.fps,
+                     pipe.diffusion(cfg).base_num_timesteps, title, length)
     print(f"wrote {cfg.num_samples} {cfg.preset} videos of {length} frames to {save_root}")
 
 

@@ -22,8 +22,9 @@ from datasets.sampler import EpochShardSampler
 from diffusion import create_diffusion, sample_frame_timesteps
 from models import create_model
 from models.checkpoint import (
-    EMA, atomic_write, checkpoint_path, export_ema_safetensors, find_resume_checkpoint, list_checkpoints,
-    load_pretrained, prune_checkpoints, read_checkpoint, read_training_checkpoint, set_aside_later_checkpoints,
+    EMA, PRETRAINED_DIR, atomic_write, checkpoint_path, export_ema_safetensors, find_resume_checkpoint,
+    list_checkpoints, load_pretrained, pretrained_step, prune_checkpoints, read_checkpoint,
+    read_training_checkpoint, set_aside_later_checkpoints,
 )
 from models.text_encoder import TextEncoder
 from models.vae import encode_video, load_vae, model_geometry
@@ -323,14 +324,22 @@ def save_checkpoint(cfg, ckpt_dir, logger, payload, ema):
     atomic_write(path, lambda tmp: torch.save(payload, tmp))
     if cfg.export_ema_every_ckpt or step == cfg.max_train_steps:
         export_ema_safetensors(ema, payload["config"], step, checkpoint_path(ckpt_dir, step, EMA))
+    if step == cfg.max_train_steps:
+        export_model_folder(ema, payload["config"], step, ckpt_dir)
     prune_checkpoints(ckpt_dir, cfg.keep_last_checkpoints)
     logger.info(f"saved checkpoint {path}")
 
 
+def export_model_folder(ema, config_dict, step, ckpt_dir):
+    """The EMA weights as a Hugging Face model folder, <run>/pretrained/ (Latte.from_pretrained, FVDMPipeline)."""
+    ema.save_pretrained(ckpt_dir.parent / PRETRAINED_DIR, training_config={**config_dict, "step": step})
+
+
 def finish_run(cfg, ckpt_dir, ema, config_dict, step, finished_on_resume, logger):
-    """Log where the EMA export is. A run resumed already finished redoes the finish first: the first one may have
-    been killed mid-export, before pruning."""
+    """Log where the EMA exports are. A run resumed already finished redoes the finish first: the first one may
+    have been killed mid-export, before pruning."""
     ema_path = checkpoint_path(ckpt_dir, step, EMA)
+    folder = ckpt_dir.parent / PRETRAINED_DIR
     if finished_on_resume:
         logger.info(f"step {step} already reaches max_train_steps={cfg.max_train_steps}: nothing to train")
         try:
@@ -338,5 +347,7 @@ def finish_run(cfg, ckpt_dir, ema, config_dict, step, finished_on_resume, logger
         except Exception as error:  # missing or unreadable: write it again from the checkpoint's EMA
             logger.info(f"EMA export {ema_path} is missing or unreadable ({type(error).__name__}): writing it")
             export_ema_safetensors(ema, config_dict, step, ema_path)
+        if pretrained_step(folder) != step:  # missing, unreadable, or from an earlier end of this run
+            export_model_folder(ema, config_dict, step, ckpt_dir)
         prune_checkpoints(ckpt_dir, cfg.keep_last_checkpoints)
-    logger.info(f"done: {step} steps; EMA weights in {ema_path}")
+    logger.info(f"done: {step} steps; EMA weights in {ema_path} and the model folder {folder}")
