@@ -10,9 +10,16 @@ from .video_datasets import LAYOUTS, VideoClipDataset, build_video_dataset
 from .video_io import count_frames, read_frames, resize_center_crop
 
 __all__ = [
-    "DATASETS", "BouncingShapes", "CaptionedBouncingShapes", "LatentCacheDataset", "VideoClipDataset", "build_config_dataset", "build_dataset",
-    "build_training_dataset", "count_frames", "read_frames", "resize_center_crop",
+    "DATASETS", "BouncingShapes", "CaptionedBouncingShapes", "LatentCacheDataset", "VideoClipDataset",
+    "batch_captions", "build_config_dataset", "build_dataset", "build_training_dataset", "count_frames", "read_frames",
+    "resize_center_crop",
 ]
+
+
+def batch_captions(batch):
+    """A loader batch's captions as B lists of N prompts: the default collate turns each item's N strings into N
+    tuples of B."""
+    return [list(clip) for clip in zip(*batch["captions"])]
 
 
 def _bouncing_builder(name, dataset_class):

@@ -20,7 +20,8 @@ INPUT_KEYS = ("image", "first_image", "last_image", "keyframe_images", "video", 
 class SampleConfig:
     # --- checkpoint and model (model keys left null are read from the checkpoint's stored training config) ---
     ckpt: Optional[str] = None  # ours (<step>.pt, <step>-ema.safetensors, or a checkpoints/ folder: newest),
-    #                             a converted Latte/FVDM .pt, or null = random-init model (smoke runs)
+    #                             a model folder (config.json + safetensors: <run>/pretrained/), a converted
+    #                             Latte/FVDM .pt, or null = random-init model (smoke runs)
     weights: str = "ema"  # which weights of a training checkpoint: "ema" | "model"
     model: Optional[str] = None  # Latte-{S,B,L,XL,T}/{2,4,8}
     image_size: Optional[int] = None  # frame size in pixels

@@ -24,6 +24,7 @@ from models.vae import decode_latents, encode_video, load_vae, model_geometry
 from sample.config import INPUT_KEYS, preset_options
 from sample.outputs import Mp4Writer, VideoWriter, save_png_frames, save_schedule_heatmap
 from tools.runtime import autocast_dtype, autocast_fn, video_to_uint8
+from training.config import TrainConfig
 
 MODEL_KEYS = ("model", "image_size", "num_frames", "num_classes", "learn_sigma")
 DIFFUSION_DEFAULTS = {"noise_schedule": "linear", "diffusion_steps": 1000}
@@ -98,7 +99,7 @@ def load_text_encoder(cfg, stored, has_text_weights, device):
             raise ValueError("the checkpoint holds a text model but names no text encoder: set config key "
                              "text_encoder (minilm or a local folder)")
         return None
-    max_length = cfg.text_max_length or stored.get("text_max_length") or 32
+    max_length = cfg.text_max_length or stored.get("text_max_length") or TrainConfig.text_max_length
     return TextEncoder(name, max_length=max_length, device=device)
 
 
@@ -120,6 +121,9 @@ def load_model_for_sampling(cfg, device="cpu"):
     what the checkpoint stores of its training config ({} for none)."""
     if cfg.ckpt is not None and is_pretrained_folder(cfg.ckpt):
         ckpt_path = Path(cfg.ckpt)
+        if cfg.weights == "model":
+            raise ValueError(f"config key 'weights' = 'model', but {ckpt_path} is a model folder, which holds one set "
+                             "of weights (a run's: its EMA); give the run's <step>.pt or its checkpoints/ folder")
         config, stored = model_folder_settings(ckpt_path)
         if "image_size" not in stored and cfg.image_size is None and cfg.vae is None and config["in_channels"] == 3:
             stored["image_size"] = config["input_size"]
@@ -378,14 +382,21 @@ def write_videos(schedule, chunks, folders, vae, device, fps=8, num_timesteps=10
         save_schedule_heatmap(schedule, Path(folder) / "schedule.png", num_timesteps, title)
 
 
-def sampled_batches(cfg, model, diffusion, settings, batches, clips, device):
-    """(indices, schedule, chunks) for each batch of video indices; video k depends on seed + k, not its batch."""
+def sampled_batches(cfg, model, diffusion, settings, batches, clips, device, frame_prompts=None):
+    """(indices, schedule, chunks) for each batch of video indices; video k depends on seed + k, not its batch.
+
+    frame_prompts: for a text model, the prompts of every video (video k: one per output frame, or one), in place
+    of the config's prompt keys.
+    """
     for indices in batches:
         torch.manual_seed(cfg.seed + indices[0])  # DDPM / stabilization noise inside the sampler
         generators = video_generators(cfg, indices, device)
         labels = video_labels(cfg, indices, settings["num_classes"], generators)
-        text = config_text(cfg, settings, len(indices),
-                           vtv.output_length(cfg.preset, settings["num_frames"], preset_options(cfg)))
+        if frame_prompts is not None:
+            text = encode_prompts(settings["text_encoder"], [frame_prompts[index] for index in indices])
+        else:
+            text = config_text(cfg, settings, len(indices),
+                               vtv.output_length(cfg.preset, settings["num_frames"], preset_options(cfg)))
         yield indices, *run_preset(model, diffusion, cfg, batch_size=len(indices), clips=clips, labels=labels,
                                    generators=generators, device=device, text=text)
 

@@ -201,3 +201,5 @@ def test_export_tool_turns_a_released_latte_checkpoint_into_a_folder(tmp_path):
         np.testing.assert_array_equal(a, b)
     with pytest.raises(ValueError, match="'num_frames' = 8 contradicts"):
         cli_frames(tmp_path / "c", "standard", f"ckpt={tmp_path / 'folder'}", "num_frames=8")
+    with pytest.raises(ValueError, match="'weights' = 'model'.*model folder"):
+        cli_frames(tmp_path / "c", "standard", f"ckpt={tmp_path / 'folder'}", "weights=model")

@@ -14,7 +14,7 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from datasets import build_config_dataset
+from datasets import batch_captions, build_config_dataset
 from datasets.video_datasets import skipped_files
 from datasets.latent_cache import LatentCacheWriter
 from models.vae import encode_video, latent_scale_and_shift, load_vae, model_geometry
@@ -65,7 +65,7 @@ def encode_dataset(cfg, out_dir, clips_per_video=1, flip=False, batch_size=8, nu
             orientations = [video, video.flip(-1)] if flip else [video]
             with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
                 latents = torch.stack([encode_video(vae, v, chunk_size=cfg.vae_chunk_size) for v in orientations], 1)
-            captions = [list(item) for item in zip(*batch["captions"])] if has_captions else None  # B lists of N
+            captions = batch_captions(batch) if has_captions else None  # B lists of N
             writer.write(batch["index"].numpy(), clip, latents, batch["label"], captions)  # latents (B, O, N, C, h, w)
             skipped.update(skipped_files(batch))
     return skipped

@@ -25,8 +25,7 @@ from tqdm.auto import tqdm
 from datasets.bouncing import COLOUR_NAMES, DIRECTIONS, SHAPES, caption
 from sample.config import load_config
 from sample.outputs import save_contact_sheet
-from sample.sampling import (batches_of, create_sampling_diffusion, encode_prompts, load_model_for_sampling,
-                             run_preset, to_pixels, video_generators)
+from sample.sampling import batches_of, create_sampling_diffusion, load_model_for_sampling, sampled_batches, to_pixels
 from tools.metrics.text_following import is_held_out, shuffled_prompts, text_following_scores
 from tools.runtime import default_device, video_to_uint8
 
@@ -59,12 +58,9 @@ def switch_prompt_set(num_frames, count, seed=0):
 def sample_videos(cfg, model, vae, settings, diffusion, frame_prompts, device, desc):
     """uint8 videos (V, N, H, W, 3) of the standard preset, video k from seed + k and its prompts."""
     videos = []
-    for indices in tqdm(batches_of(list(range(len(frame_prompts))), cfg.batch_size), desc=desc):
-        torch.manual_seed(cfg.seed + indices[0])
-        generators = video_generators(cfg, indices, device)
-        text = encode_prompts(settings["text_encoder"], [frame_prompts[i] for i in indices])
-        _, chunks = run_preset(model, diffusion, cfg, batch_size=len(indices), generators=generators,
-                               device=device, text=text)
+    batches = batches_of(list(range(len(frame_prompts))), cfg.batch_size)
+    for _, _, chunks in tqdm(sampled_batches(cfg, model, diffusion, settings, batches, [], device, frame_prompts),
+                             total=len(batches), desc=desc):
         pixels = to_pixels(torch.cat(list(chunks), dim=1).to(device), vae).cpu()
         videos += [video_to_uint8(video) for video in pixels]
     return np.stack(videos)

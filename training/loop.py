@@ -17,7 +17,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
-from datasets import build_training_dataset
+from datasets import batch_captions, build_training_dataset
 from datasets.sampler import EpochShardSampler
 from diffusion import create_diffusion, sample_frame_timesteps
 from models import create_model
@@ -106,8 +106,8 @@ def train(cfg):
                 if encode_on_the_fly:
                     x = encode_video(vae, x, chunk_size=cfg.vae_chunk_size)  # (B, N, C, H/f, W/f)
                 model_kwargs = {"y": batch["label"].to(device)} if cfg.num_classes > 0 else {}
-                if text_encoder is not None:  # captions: N tuples of B strings -> B lists of N prompts
-                    text, text_mask = text_encoder.encode_frames([list(clip) for clip in zip(*batch["captions"])])
+                if text_encoder is not None:
+                    text, text_mask = text_encoder.encode_frames(batch_captions(batch))
                     model_kwargs.update(text=text, text_mask=text_mask)  # (B, N, L, Dt), (B, N, L)
                 frame_timesteps = sample_frame_timesteps(  # (B, N): PTSS
                     x.shape[0], x.shape[1], cfg.ptss_p, num_timesteps=diffusion.num_timesteps, device=device,
@@ -350,4 +350,4 @@ def finish_run(cfg, ckpt_dir, ema, config_dict, step, finished_on_resume, logger
         if pretrained_step(folder) != step:  # missing, unreadable, or from an earlier end of this run
             export_model_folder(ema, config_dict, step, ckpt_dir)
         prune_checkpoints(ckpt_dir, cfg.keep_last_checkpoints)
-    logger.info(f"done: {step} steps; EMA weights in {ema_path} and the model folder {folder}")
+    logger.info(f"done: {step} steps; model folder {folder}; EMA weights in {ema_path}")
