@@ -76,7 +76,8 @@ def test_help_keeps_continued_comments_with_their_key_and_section_headers_apart(
     help_text = config_help(sample_config.EvalConfig)
     ckpt = help_text.split("\n  ckpt=null\n")[1].split("\n  weights=")[0]
     assert ckpt.splitlines() == ["      ours (<step>.pt, <step>-ema.safetensors, or a checkpoints/ folder: newest),",
-                                 "      a converted Latte/FVDM .pt, or null = random-init model (smoke runs)"]
+                                 "      a model folder (config.json + safetensors: <run>/pretrained/), a converted",
+                                 "      Latte/FVDM .pt, or null = random-init model (smoke runs)"]
     assert "\n--- preset inputs (images/videos are read" in help_text
     assert "\nan input left null is generated first with the standard preset) ---\n  image=null\n" in help_text
     # EvalConfig overrides SampleConfig's progress: its own default and comment
