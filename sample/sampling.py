@@ -104,9 +104,8 @@ def load_text_encoder(cfg, stored, has_text_weights, device):
 
 
 def model_folder_settings(folder):
-    """What a model folder (Latte.save_pretrained) says of the training settings: its training_config.json, with
-    the keys its config.json fixes; a folder without one is taken for a pixel-space model only when it has 3
-    channels and no VAE is named."""
+    """(config.json's constructor arguments, the training settings): the folder's training_config.json, with the
+    keys its config.json fixes written over it."""
     config = read_pretrained_config(folder, Latte.__name__)
     stored = read_training_config(folder)
     stored.update(num_frames=config["num_frames"], num_classes=config["num_classes"],
@@ -126,7 +125,7 @@ def load_model_for_sampling(cfg, device="cpu"):
                              "of weights (a run's: its EMA); give the run's <step>.pt or its checkpoints/ folder")
         config, stored = model_folder_settings(ckpt_path)
         if "image_size" not in stored and cfg.image_size is None and cfg.vae is None and config["in_channels"] == 3:
-            stored["image_size"] = config["input_size"]
+            stored["image_size"] = config["input_size"]  # no training config: a 3-channel model is a pixel one
         settings = resolve_model_config(cfg, stored, ckpt_path)
         text_encoder = load_text_encoder(cfg, stored, config["text_dim"] > 0, device)
         model = Latte.from_pretrained(ckpt_path, attention=cfg.attention)
@@ -135,6 +134,9 @@ def load_model_for_sampling(cfg, device="cpu"):
             raise ValueError(f"model folder {ckpt_path} holds a model of {model.in_channels} x {model.input_size}^2 "
                              f"inputs, but image_size {settings['image_size']} with vae {settings['vae']} gives "
                              f"{geometry[0]} x {geometry[1]}^2 (config keys image_size, vae)")
+        if text_encoder is not None and text_encoder.dim != model.text_dim:
+            raise ValueError(f"text encoder {text_encoder.path} gives {text_encoder.dim}-wide tokens, but the model "
+                             f"in {ckpt_path} takes {model.text_dim or 'no text'} (config key text_encoder)")
     else:
         ckpt_path, checkpoint = read_sampling_checkpoint(cfg.ckpt, cfg.weights) if cfg.ckpt is not None else (None, None)
         stored = (checkpoint_config(checkpoint) or {}) if checkpoint is not None else {}
@@ -149,9 +151,6 @@ def load_model_for_sampling(cfg, device="cpu"):
                              text_dim=text_encoder.dim if text_encoder is not None else 0)
         if checkpoint is not None:
             load_pretrained(model, checkpoint, prefer=cfg.weights, source_name=ckpt_path)
-    if text_encoder is not None and text_encoder.dim != model.text_dim:
-        raise ValueError(f"text encoder {text_encoder.path} gives {text_encoder.dim}-wide tokens, but the model "
-                         f"takes {model.text_dim} (config key text_encoder)")
     latent = settings["vae"] is not None
     model.to(device).eval().requires_grad_(False)
     if cfg.use_compile:

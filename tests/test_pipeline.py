@@ -203,3 +203,10 @@ def test_export_tool_turns_a_released_latte_checkpoint_into_a_folder(tmp_path):
         cli_frames(tmp_path / "c", "standard", f"ckpt={tmp_path / 'folder'}", "num_frames=8")
     with pytest.raises(ValueError, match="'weights' = 'model'.*model folder"):
         cli_frames(tmp_path / "c", "standard", f"ckpt={tmp_path / 'folder'}", "weights=model")
+
+
+def test_a_model_folder_refuses_a_text_encoder_of_another_width(tmp_path):
+    model = create_model("Latte-T/4", input_size=8, num_frames=4, in_channels=3, text_dim=24)
+    model.save_pretrained(tmp_path, training_config={"image_size": 8, "text_encoder": "minilm"})
+    with pytest.raises(ValueError, match="384-wide tokens, but the model .* takes 24"):
+        FVDMPipeline.from_pretrained(tmp_path, device="cpu")
