@@ -28,7 +28,7 @@ def render(scene, times):
     return video_to_uint8(render_scene(scene, times))  # (N, H, W, 3)
 
 
-@pytest.mark.parametrize("image_size, frame_interval", [(16, 2), (32, 3)])
+@pytest.mark.parametrize("image_size, frame_interval", [(16, 2), (32, 3), (64, 2)])
 def test_real_clips_pass_every_check_and_are_read_exactly(image_size, frame_interval):
     real = real_videos(24, 8, image_size, frame_interval)
     stats = object_statistics(real, frame_interval)
@@ -56,6 +56,32 @@ def two_object_videos(count):
             videos.append(video)
     assert len(videos) >= count
     return np.stack(videos[:count])
+
+
+def flat_object_frame(inside, image_size=64):
+    """A uint8 frame: the palette's first colour where inside(dy, dx) holds (offsets from the centre, in pixels)."""
+    grid = np.arange(image_size) + 0.5 - image_size / 2
+    mask = inside(grid[:, None], grid[None, :])  # (H, W)
+    frame = np.where(mask[..., None], PALETTE[0], BACKGROUND)  # (H, W, 3) in [0, 1]
+    return np.rint(frame * 255).astype(np.uint8)
+
+
+@pytest.mark.parametrize("name", ["superellipse", "lumpy circle", "rounded square"])
+def test_a_blob_between_shapes_is_not_a_recognised_shape(name):
+    radius = 0.28 * 64  # a real circle's size
+    outlines = {
+        # |x|^3 + |y|^3 <= r^3: halfway between the circle and the square
+        "superellipse": lambda dy, dx: np.abs(dy) ** 3 + np.abs(dx) ** 3 <= radius ** 3,
+        "lumpy circle": lambda dy, dx: np.hypot(dy, dx) <= radius * (1 + 0.12 * np.sin(5 * np.arctan2(dy, dx))),
+        # corners rounded with 70% of the half-size (at 50% it still reads as a square: IoU 0.95, lead 0.065)
+        "rounded square": lambda dy, dx: np.hypot(np.clip(np.abs(dy) - 0.3 * radius, 0, None),
+                                                  np.clip(np.abs(dx) - 0.3 * radius, 0, None)) <= 0.7 * radius,
+    }
+    blob = read_frame(flat_object_frame(outlines[name]))
+    assert blob.one_part and blob.plausible_area and blob.palette_colour
+    assert not blob.recognised_shape and not blob.shows_object
+    circle = read_frame(flat_object_frame(lambda dy, dx: np.hypot(dy, dx) <= radius))
+    assert circle.shows_object and SHAPES[circle.shape] == "circle"
 
 
 def test_noise_blank_saturated_and_two_object_frames_score_near_zero():
