@@ -10,7 +10,7 @@ from scipy import ndimage
 from datasets.bouncing import BACKGROUND, PALETTE, SHAPE_EXTENT, SHAPES, BouncingShapes, object_centers, render_scene
 from tools.metrics.objects import fit_bouncing_axis, object_statistics, read_frame, scene_truth, task_scores
 from tools.object_metrics import main as object_metrics_main
-from tools.object_metrics import read_video_folders, real_videos
+from tools.object_metrics import box_downsample, read_video_folders, real_videos
 from tools.runtime import video_to_uint8
 
 GREY = round(float(BACKGROUND) * 255)
@@ -192,6 +192,18 @@ def test_object_metrics_cli_scores_a_folder_beside_real_clips(tmp_path):
     results = json.loads((tmp_path / "objects.json").read_text())
     assert results["generated"]["shows_object"] == 0.5 and results["generated"]["videos_keep_object"] == 0.5
     assert results["real"]["shows_object"] == 1.0
+
+
+def test_real_64px_clips_averaged_down_to_16px_pass_as_16px_clips(tmp_path):
+    real = real_videos(8, 8, 64, 2)
+    small = box_downsample(real, 16)
+    assert small.shape == (8, 8, 16, 16, 3)
+    assert np.array_equal(box_downsample(real[:, :, ::4, ::4].repeat(4, 2).repeat(4, 3), 16), real[:, :, ::4, ::4])
+    stats = object_statistics(small, frame_interval=2)
+    for check in ("shows_object", "recognised_shape", "videos_keep_shape", "videos_move_plausibly"):
+        assert stats[check] == 1.0, check
+    with pytest.raises(ValueError, match="--score_size 24 must divide"):
+        box_downsample(real, 24)
 
 
 def test_object_tasks_cli_runs_every_task_of_a_random_init_model(tmp_path):

@@ -5,7 +5,8 @@
 --fake is a video set as sample/sample_ddp.py writes it (<dir>/<video>/<frame>.png) or as FVD reads it.
 The real clips are rendered from the bouncing data's test split at the generated frame size and length. With
 --vae, the real clips are also scored after a round trip through that autoencoder: the most a latent model
-decoded by it can reach.
+decoded by it can reach. --score_size 16 averages each generated frame down to 16 px first (box filter; the real
+clips are rendered at 16 px), to compare a 64-px model with a 16-px one at one resolution and one shape tolerance.
 Definitions: tools/metrics/objects.py. The conditioned tasks, scored against the true trajectories:
 tools/object_tasks.py.
 """
@@ -60,6 +61,15 @@ def summary(stats):
             f"({stats['num_videos']} videos x {stats['num_frames']} frames)")
 
 
+def box_downsample(videos, size):
+    """(V, N, H, W, 3) uint8 -> (V, N, size, size, 3) uint8, each output pixel the mean of the pixels it covers."""
+    factor = videos.shape[2] // size
+    if size < 1 or videos.shape[2] != factor * size or videos.shape[3] != factor * size:
+        raise ValueError(f"--score_size {size} must divide the generated frames' size {videos.shape[2]}")
+    blocks = videos.reshape(*videos.shape[:2], size, factor, size, factor, 3).astype(np.float64)
+    return np.rint(blocks.mean(axis=(3, 5))).astype(np.uint8)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--fake", required=True, help="generated videos: <dir>/<video>/<frame>.png")
@@ -67,19 +77,28 @@ def main(argv=None):
                         help="generator time steps between frames, of the training and real clips (the demo's: 2)")
     parser.add_argument("--threshold", type=float, default=0.25, help="foreground: colour distance to background")
     parser.add_argument("--vae", default=None, help="also score the real clips after a round trip through this VAE")
+    parser.add_argument("--score_size", type=int, default=None,
+                        help="score at this frame size: generated frames box-averaged down to it (must divide theirs)")
     parser.add_argument("--out", default=None, help="write the sets' statistics as JSON here")
     args = parser.parse_args(argv)
 
     fake = read_video_folders(args.fake)
+    generated_size = fake.shape[2]
+    if args.score_size is not None:
+        fake = box_downsample(fake, args.score_size)
     num_videos, num_frames, image_size = fake.shape[0], fake.shape[1], fake.shape[2]
     real = real_videos(num_videos, num_frames, image_size, args.frame_interval)
     results = {
         "generated": object_statistics(fake, args.frame_interval, args.threshold),
         "real": object_statistics(real, args.frame_interval, args.threshold),
-        "fake_dir": str(args.fake), "threshold": args.threshold,
+        "fake_dir": str(args.fake), "threshold": args.threshold, "score_size": image_size,
     }
     if args.vae is not None:
-        round_trip = autoencoder_round_trip(real, args.vae)
+        # through the autoencoder at the generated frames' size, then scored as they are
+        round_trip = autoencoder_round_trip(real_videos(num_videos, num_frames, generated_size, args.frame_interval),
+                                            args.vae)
+        if args.score_size is not None:
+            round_trip = box_downsample(round_trip, args.score_size)
         results["real_through_autoencoder"] = object_statistics(round_trip, args.frame_interval, args.threshold)
         results["vae"] = str(args.vae)
     for name in [key for key in ("generated", "real", "real_through_autoencoder") if key in results]:

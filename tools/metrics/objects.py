@@ -8,8 +8,9 @@ so that noise, blank, saturated and multi-object frames fail it:
 - A frame *shows the object* when its foreground (pixels whose colour differs from the background by more than
   `threshold` in some channel) is one 8-connected part, that part's area lies in the range real objects cover,
   its inner pixels match one palette colour, and a circle, square or diamond drawn at its centre and size covers
-  it (intersection over union at least MIN_SHAPE_IOU) clearly better than the other two do (by MIN_SHAPE_MARGIN):
-  a perfect circle overlaps the square of its area by 0.83, so a fit alone would pass any round blob as a square.
+  it (intersection over union at least MIN_SHAPE_IOU) clearly better than the other two do (by MIN_SHAPE_MARGIN,
+  in frames of 32 px and up): a perfect circle overlaps the square of its area by 0.83, so a fit alone would pass
+  any round blob as a square.
 - A video *keeps* its object when every frame shows it; it keeps its colour (shape) when every frame shows the
   same palette colour (shape). Its motion is *plausible* when the centres follow straight flight mirrored at the
   walls (a triangle wave per axis, fitted as the data moves) at a speed that real objects have.
@@ -31,9 +32,10 @@ AREA_TOLERANCE = 0.3  # area may be 30% below the smallest or above the largest 
 MAX_COLOUR_ERROR = 0.15  # mean over inner pixels of the largest channel difference to the palette colour
 # Shape: intersection over union of the object with its best-fitting circle, square or diamond, and its lead over
 # the best fit of another shape. Real 64-px frames reach IoU >= 0.97 and a lead >= 0.11, through the demo's
-# autoencoder >= 0.95 and >= 0.10; the demo's lumpy blobs a median of 0.87 and 0.05. A pixel of outline weighs more
-# in a small frame, so below SHAPE_REFERENCE_SIZE both bounds loosen in proportion (16 px: IoU 0.8, lead 0.025;
-# real 16-px frames reach 0.875 and 0.028).
+# autoencoder >= 0.95 and >= 0.10; the demo's lumpy blobs a median of 0.87 and 0.05. In frames smaller than
+# SHAPE_REFERENCE_SIZE a pixel of outline weighs more, and a few pixels cannot tell the shapes apart (real 16-px
+# frames reach IoU 0.86, but a lead of 0 now and then): there the IoU bound loosens in proportion (16 px: 0.8) and
+# no lead is asked.
 MIN_SHAPE_IOU = 0.9
 MIN_SHAPE_MARGIN = 0.05
 SHAPE_REFERENCE_SIZE = 32
@@ -70,8 +72,9 @@ class FrameReading:
 
 def shape_bounds(image_size):
     """(least IoU, least lead over another shape) a frame of this size must reach to show a recognised shape."""
-    looser = max(1.0, SHAPE_REFERENCE_SIZE / image_size)
-    return 1 - (1 - MIN_SHAPE_IOU) * looser, MIN_SHAPE_MARGIN / looser
+    if image_size >= SHAPE_REFERENCE_SIZE:
+        return MIN_SHAPE_IOU, MIN_SHAPE_MARGIN
+    return 1 - (1 - MIN_SHAPE_IOU) * SHAPE_REFERENCE_SIZE / image_size, 0.0
 
 
 def _fit_shape(part, centre, area, contrast, threshold):
