@@ -120,8 +120,8 @@ def test_demo_config_trains_on_the_demo_autoencoders_latents_with_bf16_where_nat
     assert (cfg.image_size, cfg.num_frames, cfg.frame_interval) == (64, 8, 2)
     assert (stage1.image_size, stage1.frame_interval, stage1.dataset_length) == (64, 2, cfg.dataset_length)
     assert cfg.vae == str(autoencoder_run_dir(stage1) / "vae") and cfg.latent_cache_dir is not None
-    # The FVDM sees 4 x 16 x 16 latents: /4 (three levels), 4 channels, so Latte-T/4 has 16 tokens per frame.
-    assert (len(stage1.block_out_channels), stage1.latent_channels, cfg.model) == (3, 4, "Latte-T/4")
+    # The FVDM sees 4 x 16 x 16 latents: /4 (three levels), 4 channels, so Latte-T/2 has 64 tokens per frame.
+    assert (len(stage1.block_out_channels), stage1.latent_channels, cfg.model) == (3, 4, "Latte-T/2")
 
 
 @pytest.mark.parametrize("amx, avx512_bf16, expected", [

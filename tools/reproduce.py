@@ -6,9 +6,10 @@
 (c) History guidance (the Diffusion Forcing line) improves the conditioned tasks and keeps long videos from drifting.
 
 Stage 1 is the demo's: its autoencoder (configs/demo/demo_autoencoder.yaml; --autoencoder reuses a trained one) and
-the training clips encoded once. Then the demo's FVDM (configs/demo/demo_train.yaml: Latte-T/4 on 4 x 16 x 16 latents
-of 64-px bouncing shapes) is trained by training.train for every PTSS p and training seed, with the same data,
-steps and seeds across p. Every model is scored by the object measure (tools/metrics/objects.py):
+the training clips encoded once. Then the demo's FVDM (configs/demo/demo_train.yaml on 4 x 16 x 16 latents of 64-px
+bouncing shapes, with the budget's model: Latte-T/4 on cpu, a quarter of the demo's T/2 tokens) is trained by
+training.train for every PTSS p and training seed, with the same data, steps and seeds across p. Every model is
+scored by the object measure (tools/metrics/objects.py):
     standard      num_eval samples: frames that show the object, videos that keep it (and FVD beside its floor)
     i2v, interpolation, next_frame, long
                   num_eval held-out clips (tools/object_tasks.py), by VTV, by replacement and by VTV with history
@@ -61,7 +62,7 @@ REPO = Path(__file__).resolve().parents[1]
 DEMO_AUTOENCODER = REPO / "configs" / "demo" / "demo_autoencoder.yaml"
 DEMO_TRAIN = REPO / "configs" / "demo" / "demo_train.yaml"
 DEMO_SAMPLE = REPO / "configs" / "demo" / "demo_sample.yaml"
-DEMO = training.load_config(DEMO_TRAIN)  # model, clip length, frame size and frame interval of every run
+DEMO = training.load_config(DEMO_TRAIN)  # clip length, frame size and frame interval of every run
 FVD_FRAMES = 16  # the I3D protocol scores 16-frame clips: the 8-frame samples are continued once (long preset)
 METHODS = ("VTV", "replacement", "VTV + history guidance")  # how each model conditions the tasks
 REAL, COPY = object_tasks.REAL, object_tasks.COPY
@@ -72,6 +73,7 @@ CONFIDENCE = 0.95  # of the paired t-intervals
 class Budget:
     """Every number that sets the cost of a run; a command-line flag of the same name overrides one."""
 
+    model: str  # the FVDM (the demo's is Latte-T/2; the cpu study was measured with T/4, a quarter of the tokens)
     autoencoder_steps: int  # stage 1 optimizer steps (the demo's: 1200)
     dataset_length: int  # training clips (bouncing), encoded once
     train_steps: int  # FVDM optimizer steps per model
@@ -90,15 +92,15 @@ class Budget:
 
 
 BUDGETS = {
-    "smoke": Budget(autoencoder_steps=10, dataset_length=8, train_steps=6, batch_size=2, seeds=2, num_eval=2,
-                    long_length=12, history_guidance=2.0, sample_method="ddpm", sampling_steps=3, sample_batch=2,
-                    fvd_clips=0, i3d_batch=2, num_workers=0, device="cpu"),
-    "cpu": Budget(autoencoder_steps=1200, dataset_length=4000, train_steps=1500, batch_size=4, seeds=3, num_eval=16,
-                  long_length=16, history_guidance=2.0, sample_method="ddpm", sampling_steps=25, sample_batch=16,
-                  fvd_clips=16, i3d_batch=8, num_workers=0, device="cpu"),
-    "gpu": Budget(autoencoder_steps=5000, dataset_length=20_000, train_steps=20_000, batch_size=32, seeds=3,
-                  num_eval=256, long_length=48, history_guidance=2.0, sample_method="ddpm", sampling_steps=50,
-                  sample_batch=128, fvd_clips=256, i3d_batch=32, num_workers=4, device="cuda"),
+    "smoke": Budget(model="Latte-T/4", autoencoder_steps=10, dataset_length=8, train_steps=6, batch_size=2, seeds=2,
+                    num_eval=2, long_length=12, history_guidance=2.0, sample_method="ddpm", sampling_steps=3,
+                    sample_batch=2, fvd_clips=0, i3d_batch=2, num_workers=0, device="cpu"),
+    "cpu": Budget(model="Latte-T/4", autoencoder_steps=1200, dataset_length=4000, train_steps=1500, batch_size=4,
+                  seeds=3, num_eval=16, long_length=16, history_guidance=2.0, sample_method="ddpm", sampling_steps=25,
+                  sample_batch=16, fvd_clips=16, i3d_batch=8, num_workers=0, device="cpu"),
+    "gpu": Budget(model="Latte-T/2", autoencoder_steps=5000, dataset_length=20_000, train_steps=20_000,
+                  batch_size=32, seeds=3, num_eval=256, long_length=48, history_guidance=2.0, sample_method="ddpm",
+                  sampling_steps=50, sample_batch=128, fvd_clips=256, i3d_batch=32, num_workers=4, device="cuda"),
 }
 SMOKE_AUTOENCODER = ["eval_num_clips=2", "latent_stat_clips=2", "local_batch_size=2",
                      "block_out_channels=[8,16,32]", "norm_num_groups=4"]
@@ -147,6 +149,7 @@ def train(p, seed, stage, budget, args):
     vae_dir, latents = stage
     overrides = [
         f"vae={vae_dir}", f"latent_cache_dir={latents}", f"dataset_length={budget.dataset_length}", f"ptss_p={p}",
+        f"model={budget.model}",
         f"max_train_steps={budget.train_steps}", f"local_batch_size={budget.batch_size}",
         f"num_workers={budget.num_workers}", f"global_seed={seed}", f"results_dir={args.results_dir}",
         f"experiment_name=p{p:g}_seed{seed}", "resume_from_checkpoint=auto", "preview_every=0",
@@ -565,7 +568,7 @@ def main(argv=None):
     command = "python tools/reproduce.py " + " ".join(sys.argv[1:] if argv is None else argv)
     results = {
         "command": command.strip(), "commit": current_commit(),
-        "settings": {"budget": args.budget, "model": DEMO.model, "image_size": DEMO.image_size,
+        "settings": {"budget": args.budget, "model": budget.model, "image_size": DEMO.image_size,
                      "num_frames": DEMO.num_frames, "frame_interval": DEMO.frame_interval,
                      **dataclasses.asdict(budget), "ptss": ps, "seed_list": seeds,
                      "autoencoder": str(stage[0])},
