@@ -194,7 +194,7 @@ def test_object_metrics_cli_scores_a_folder_beside_real_clips(tmp_path):
     assert results["real"]["shows_object"] == 1.0
 
 
-def test_real_64px_clips_averaged_down_to_16px_pass_as_16px_clips(tmp_path):
+def test_real_64px_clips_averaged_down_to_16px_pass_as_16px_clips():
     real = real_videos(8, 8, 64, 2)
     small = box_downsample(real, 16)
     assert small.shape == (8, 8, 16, 16, 3)

@@ -133,7 +133,8 @@ def read_frame(frame, threshold=0.25):
     centre = np.asarray(ndimage.center_of_mass(coverage)) + 0.5
     shape, extent, iou, lead = _fit_shape(part, centre, coverage.sum(), contrast, threshold)
     min_iou, min_lead = shape_bounds(frame.shape[0])
-    checks = (one_part, plausible_area, colour_errors[colour] <= MAX_COLOUR_ERROR, iou >= min_iou and lead >= min_lead)
+    recognised_shape = iou >= min_iou and lead >= min_lead
+    checks = (one_part, plausible_area, colour_errors[colour] <= MAX_COLOUR_ERROR, recognised_shape)
     return FrameReading(all(checks), *map(bool, checks), centre, colour, shape, extent)
 
 
