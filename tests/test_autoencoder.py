@@ -223,3 +223,26 @@ def test_object_check_scores_real_clips_through_the_autoencoder(trained):
     expected = video_to_uint8(decode_latents(vae, encode_video(vae, video))[1])
     assert np.array_equal(round_trip[1], expected)
     assert not np.array_equal(round_trip, real)  # 40 steps of training do not make it exact
+
+
+def test_object_metrics_scores_the_round_trip_at_the_score_size(tmp_path, trained):
+    """--score_size with --vae: real clips go through the autoencoder at the generated size, then are averaged down."""
+    from PIL import Image
+
+    from tools.metrics.objects import object_statistics
+    from tools.object_metrics import autoencoder_round_trip, box_downsample, real_videos
+    from tools.object_metrics import main as object_metrics_main
+
+    fake = tmp_path / "generated"
+    for index, frames in enumerate(real_videos(2, 2, 32, 2)):
+        (fake / f"{index:05d}").mkdir(parents=True)
+        for number, frame in enumerate(frames):
+            Image.fromarray(frame).save(fake / f"{index:05d}" / f"{number:04d}.png")
+    object_metrics_main(["--fake", str(fake), "--vae", str(trained / "vae"), "--score_size", "16",
+                         "--out", str(tmp_path / "objects.json")])
+    results = json.loads((tmp_path / "objects.json").read_text())
+    expected = object_statistics(box_downsample(autoencoder_round_trip(real_videos(2, 2, 32, 2), trained / "vae"), 16),
+                                 frame_interval=2)
+    assert results["score_size"] == 16
+    assert results["real_through_autoencoder"]["recognised_shape"] == expected["recognised_shape"]
+    assert results["real_through_autoencoder"]["one_part"] == expected["one_part"]

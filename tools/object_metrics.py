@@ -63,8 +63,8 @@ def summary(stats):
 
 def box_downsample(videos, size):
     """(V, N, H, W, 3) uint8 -> (V, N, size, size, 3) uint8, each output pixel the mean of the pixels it covers."""
-    factor = videos.shape[2] // size
-    if size < 1 or videos.shape[2] != factor * size or videos.shape[3] != factor * size:
+    factor = videos.shape[2] // size if size >= 1 else 0
+    if factor < 1 or videos.shape[2] != factor * size or videos.shape[3] != factor * size:
         raise ValueError(f"--score_size {size} must divide the generated frames' size {videos.shape[2]}")
     blocks = videos.reshape(*videos.shape[:2], size, factor, size, factor, 3).astype(np.float64)
     return np.rint(blocks.mean(axis=(3, 5))).astype(np.uint8)
@@ -94,11 +94,11 @@ def main(argv=None):
         "fake_dir": str(args.fake), "threshold": args.threshold, "score_size": image_size,
     }
     if args.vae is not None:
-        # through the autoencoder at the generated frames' size, then scored as they are
-        round_trip = autoencoder_round_trip(real_videos(num_videos, num_frames, generated_size, args.frame_interval),
-                                            args.vae)
-        if args.score_size is not None:
-            round_trip = box_downsample(round_trip, args.score_size)
+        if args.score_size is None:
+            round_trip = autoencoder_round_trip(real, args.vae)
+        else:  # through the autoencoder at the generated frames' size, then averaged down as they were
+            full_size = real_videos(num_videos, num_frames, generated_size, args.frame_interval)
+            round_trip = box_downsample(autoencoder_round_trip(full_size, args.vae), args.score_size)
         results["real_through_autoencoder"] = object_statistics(round_trip, args.frame_interval, args.threshold)
         results["vae"] = str(args.vae)
     for name in [key for key in ("generated", "real", "real_through_autoencoder") if key in results]:
