@@ -16,7 +16,7 @@ from datasets import BouncingShapes, LatentCacheDataset
 from models.vae import decode_latents, encode_video, load_vae, model_geometry
 from tools.encode_latents import encode_dataset
 from training import load_config, train
-from training.autoencoder import train_autoencoder
+from training.autoencoder import AutoencoderLoss, create_initial_autoencoder, train_autoencoder
 from training.autoencoder_config import load_autoencoder_config
 
 REPO = Path(__file__).resolve().parents[1]
@@ -57,12 +57,36 @@ def trained(tmp_path_factory):
     ("ema_decay=1.0", "ema_decay"),
     ("crop_size=7", "crop_size"),  # not a multiple of the /2 downsampling
     ("adam_betas=[0.9]", "adam_betas"),
+    ("decoder_noise_std=-0.1", "decoder_noise_std"),
 ])
 def test_bad_values_name_their_key(tmp_path, override, key):
     with pytest.raises(ValueError, match=f"'{key}'"):
         autoencoder_config(tmp_path, override)
     with pytest.raises(ValueError, match="unknown config key 'vae_size'"):
         autoencoder_config(tmp_path, "vae_size=4")
+
+
+@pytest.mark.parametrize("latent_gain", [1.0, 10.0])
+def test_decoder_noise_is_in_units_of_the_latent_std(tmp_path, latent_gain):
+    """The decoder sees posterior sample + std * sigma * noise; an encoder with 10x larger latents gets 10x noise."""
+    vae = create_initial_autoencoder(autoencoder_config(tmp_path))
+    with torch.no_grad():
+        vae.quant_conv.weight.mul_(latent_gain)
+        vae.quant_conv.bias[:vae.config.latent_channels].mul_(latent_gain)
+    seen = []
+    decode = vae.decode
+    vae.decode = lambda latents: seen.append(latents) or decode(latents)
+    frames = torch.rand(4, 3, 32, 32) * 2 - 1
+    torch.manual_seed(0)
+    AutoencoderLoss(vae, "l1", 1e-6, decoder_noise_std=0.0)(frames)
+    torch.manual_seed(0)
+    AutoencoderLoss(vae, "l1", 1e-6, decoder_noise_std=0.3)(frames)
+    clean, noisy = seen
+    torch.manual_seed(0)
+    torch.randn_like(clean)  # the posterior sample's draw
+    expected_noise = 0.3 * clean.std() * torch.randn_like(clean)
+    torch.testing.assert_close(noisy - clean, expected_noise, rtol=1e-4, atol=1e-5)
+    assert (noisy - clean).std() > 0.25 * clean.std()
 
 
 def test_resume_equals_uninterrupted_run(tmp_path):

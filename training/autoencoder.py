@@ -54,17 +54,26 @@ class AutoencoderLoss(torch.nn.Module):
 
     As in LDM's autoencoder loss, both terms are summed over a frame and the sum is divided by the frame's pixel
     values, so kl_weight means what it means there (LDM's 1e-6).
+
+    With decoder_noise_std, the decoder sees its latents plus Gaussian noise of that std in units of the batch's
+    latent std (what the exported scaling_factor makes 1, so the FVDM's units), detached so that the encoder cannot
+    outgrow it: the decoder learns to turn a slightly wrong latent, which is what a diffusion model samples, into a
+    clean frame.
     """
 
-    def __init__(self, vae, reconstruction_loss, kl_weight):
+    def __init__(self, vae, reconstruction_loss, kl_weight, decoder_noise_std=0.0):
         super().__init__()
         self.vae = vae
         self.reconstruction_loss = reconstruction_loss
         self.kl_weight = kl_weight
+        self.decoder_noise_std = decoder_noise_std
 
     def forward(self, frames):  # frames: (F, 3, H, W) in [-1, 1]
         posterior = self.vae.encode(frames).latent_dist
-        decoded = self.vae.decode(posterior.sample()).sample.float()
+        latents = posterior.sample()  # (F, C, h, w)
+        if self.decoder_noise_std > 0:
+            latents = latents + self.decoder_noise_std * latents.detach().std() * torch.randn_like(latents)
+        decoded = self.vae.decode(latents).sample.float()
         error = decoded - frames
         reconstruction = error.abs().mean() if self.reconstruction_loss == "l1" else error.square().mean()
         kl = posterior.kl().float().mean() / frames[0].numel()
@@ -123,7 +132,7 @@ def train_autoencoder(cfg):
                 f"{cfg.latent_channels} latent channels): {sum(p.numel() for p in vae.parameters()):,} parameters, "
                 f"frames {cfg.image_size}px, autocast {amp_dtype or 'off'}")
 
-    loss_module = AutoencoderLoss(vae, cfg.reconstruction_loss, cfg.kl_weight)
+    loss_module = AutoencoderLoss(vae, cfg.reconstruction_loss, cfg.kl_weight, cfg.decoder_noise_std)
     train_module = DDP(loss_module) if world_size > 1 else loss_module
     sums = seed_rank_state(cfg, rank, world_size, device, checkpoint, step, logger)
     del checkpoint

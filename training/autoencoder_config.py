@@ -40,6 +40,8 @@ class AutoencoderConfig:
     # --- loss ---
     reconstruction_loss: str = "l1"  # "l1" (sharper edges) | "mse", per pixel, on frames in [-1, 1]
     kl_weight: float = 1.0e-6  # weight of the KL term (per latent element) against the reconstruction term
+    decoder_noise_std: float = 0.0  # noise added to the decoder's latents in training, in units of the latents' std
+    #                                 (the FVDM's units): a decoder robust to the FVDM's errors (0: off)
     # --- optimisation ---
     learning_rate: float = 1.0e-4  # AdamW learning rate (peak, after warmup)
     weight_decay: float = 0.0  # AdamW weight decay
@@ -91,6 +93,7 @@ def validate_autoencoder_config(cfg):
                 "whole frame, so crops would teach it another input size)")
     require(cfg.reconstruction_loss in ("l1", "mse"), "reconstruction_loss", "choose 'l1' or 'mse'")
     require(cfg.kl_weight >= 0, "kl_weight", "must be >= 0")
+    require(cfg.decoder_noise_std >= 0, "decoder_noise_std", "must be >= 0")
     require(cfg.learning_rate > 0, "learning_rate", "must be > 0")
     require(cfg.lr_schedule in ("constant", "cosine"), "lr_schedule", "choose 'constant' or 'cosine'")
     require(len(cfg.adam_betas) == 2 and all(0 <= b < 1 for b in cfg.adam_betas), "adam_betas",
