@@ -41,7 +41,7 @@ class AutoencoderConfig:
     reconstruction_loss: str = "l1"  # "l1" (sharper edges) | "mse", per pixel, on frames in [-1, 1]
     kl_weight: float = 1.0e-6  # weight of the KL term (per latent element) against the reconstruction term
     decoder_noise_std: float = 0.0  # noise added to the decoder's latents in training, in units of the latents' std
-    #                                 (the FVDM's units): a decoder robust to the FVDM's errors (0: off)
+    #                                 (the FVDM's units), so the decoder trains on imperfect latents (0: off)
     # --- optimisation ---
     learning_rate: float = 1.0e-4  # AdamW learning rate (peak, after warmup)
     weight_decay: float = 0.0  # AdamW weight decay
