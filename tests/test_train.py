@@ -124,10 +124,13 @@ def test_demo_config_trains_on_the_demo_autoencoders_latents_with_bf16_where_nat
     assert (len(stage1.block_out_channels), stage1.latent_channels, cfg.model) == (3, 4, "Latte-T/2")
 
 
-@pytest.mark.parametrize("amx, avx512_bf16, expected", [
-    (True, False, torch.bfloat16), (False, True, torch.bfloat16), (False, False, None),
+@pytest.mark.parametrize("capability, amx, avx512_bf16, expected", [
+    ("AVX512", True, False, torch.bfloat16), ("AVX512", False, True, torch.bfloat16), ("AVX512", False, False, None),
+    ("AVX2", True, True, None),  # kernels capped with ATEN_CPU_CAPABILITY=avx2: the fp32 path of an AVX2 machine
 ])
-def test_auto_mixed_precision_uses_bf16_only_where_the_cpu_has_it(monkeypatch, amx, avx512_bf16, expected):
+def test_auto_mixed_precision_uses_bf16_only_where_the_cpu_has_it(monkeypatch, capability, amx, avx512_bf16,
+                                                                 expected):
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: capability)
     monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx)
     monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: avx512_bf16)
     assert autocast_dtype("auto", "cpu") is expected

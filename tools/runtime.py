@@ -14,10 +14,14 @@ def native_bf16(device_type):
     """Whether bf16 matmuls run in hardware: a CUDA GPU that supports bf16, or a CPU with AMX or AVX512-BF16.
 
     On other CPUs (AVX2 only, say) PyTorch emulates bf16, and a training step is about 30x slower than in fp32.
+    A CPU whose kernels are capped below AVX512 (ATEN_CPU_CAPABILITY=avx2, with ONEDNN_MAX_CPU_ISA=AVX2 for the
+    matmuls) counts as one without: that is how an AVX2-only machine's fp32 path is timed on a newer one.
     """
     if device_type == "cuda":
         return torch.cuda.is_bf16_supported()
     if device_type == "cpu":
+        if torch.backends.cpu.get_cpu_capability() != "AVX512":
+            return False
         return torch.cpu._is_amx_tile_supported() or torch.cpu._is_avx512_bf16_supported()
     return False
 
