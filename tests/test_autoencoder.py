@@ -58,6 +58,8 @@ def trained(tmp_path_factory):
     ("crop_size=7", "crop_size"),  # not a multiple of the /2 downsampling
     ("adam_betas=[0.9]", "adam_betas"),
     ("decoder_noise_std=-0.1", "decoder_noise_std"),
+    ("decoder_finetune_steps=-1", "decoder_finetune_steps"),
+    ("decoder_finetune_noise_std=-0.1", "decoder_finetune_noise_std"),
 ])
 def test_bad_values_name_their_key(tmp_path, override, key):
     with pytest.raises(ValueError, match=f"'{key}'"):
@@ -116,6 +118,47 @@ def test_resume_equals_uninterrupted_run(tmp_path):
     train_autoencoder(autoencoder_config(tmp_path, *common, "max_train_steps=6", "experiment_name=resumed"))
     restored = load_vae(tmp_path / "resumed" / "vae").state_dict()
     assert all(torch.equal(restored[k], exported[1][k]) for k in restored)
+
+
+def test_decoder_finetune_sees_noisy_posterior_means_and_trains_the_decoder_alone(tmp_path):
+    vae = create_initial_autoencoder(autoencoder_config(tmp_path))
+    seen = []
+    decode = vae.decode
+    vae.decode = lambda latents: seen.append(latents) or decode(latents)
+    loss_module = AutoencoderLoss(vae, "l1", 1e-6, decoder_noise_std=0.3)
+    loss_module.decoder_only_noise_std = 0.5
+    frames = torch.rand(4, 3, 32, 32) * 2 - 1
+    torch.manual_seed(0)
+    loss_module(frames)[0].backward()
+    mean = vae.encode(frames).latent_dist.mean.detach()
+    torch.manual_seed(0)
+    torch.testing.assert_close(seen[0] - mean, 0.5 * mean.std() * torch.randn_like(mean), rtol=1e-4, atol=1e-5)
+    assert all(p.grad is None for p in [*vae.encoder.parameters(), *vae.quant_conv.parameters()])
+    assert all(p.grad is not None for p in vae.decoder.parameters())
+
+
+def test_decoder_finetune_freezes_the_encoder_and_resumes_exactly(tmp_path):
+    """A finished run extended by a decoder fine-tune keeps its encoder bit for bit (so its latent scale and any
+    latent cache of it stay valid), and a resume inside the fine-tune equals the uninterrupted run."""
+    common = ["lr_schedule=constant", "ckpt_every=2", "keep_last_checkpoints=5", "ema_decay=0.5"]
+    finetune = ["max_train_steps=6", "decoder_finetune_steps=3"]
+    train_autoencoder(autoencoder_config(tmp_path, *common, "max_train_steps=3", "experiment_name=straight"))
+    joint_scale = json.loads((tmp_path / "straight" / "vae" / "config.json").read_text())["scaling_factor"]
+    train_autoencoder(autoencoder_config(tmp_path, *common, *finetune, "experiment_name=straight"))
+    checkpoints = tmp_path / "straight" / "checkpoints"
+    train_autoencoder(autoencoder_config(tmp_path, *common, *finetune, "experiment_name=resumed",
+                                         f"resume_from_checkpoint={checkpoints / '0000004.pt'}"))
+    joint, final = (torch.load(checkpoints / f"{step:07d}.pt", weights_only=True) for step in (3, 6))
+    encoder = [k for k in final["model"] if k.startswith(("encoder.", "quant_conv."))]
+    assert all(torch.equal(final[part][k], joint["ema"][k]) for part in ("model", "ema") for k in encoder)
+    assert not torch.equal(final["model"]["decoder.conv_out.weight"], joint["model"]["decoder.conv_out.weight"])
+    assert json.loads((tmp_path / "straight" / "vae" / "config.json").read_text())["scaling_factor"] == joint_scale
+    straight, resumed = training_records(tmp_path / "straight"), training_records(tmp_path / "resumed")
+    assert [r["step"] for r in resumed] == [5, 6]
+    assert [{k: r[k] for k in METRIC_KEYS} for r in straight[4:]] == [{k: r[k] for k in METRIC_KEYS} for r in resumed]
+    resumed_final = torch.load(tmp_path / "resumed" / "checkpoints" / "0000006.pt", weights_only=True)
+    for part in ("model", "ema"):
+        assert all(torch.equal(final[part][k], resumed_final[part][k]) for k in final[part]), part
 
 
 def test_two_process_gloo_ddp_resumes_exactly(tmp_path):

@@ -59,6 +59,9 @@ class AutoencoderLoss(torch.nn.Module):
     latent std (what the exported scaling_factor makes 1, so the FVDM's units), detached so that the encoder cannot
     outgrow it: the decoder learns to turn a slightly wrong latent, which is what a diffusion model samples, into a
     clean frame.
+
+    In the decoder fine-tune (`decoder_only_noise_std` set, encoder frozen) the decoder sees the posterior means,
+    what a latent cache holds and the FVDM learns, plus noise of that std in the same units.
     """
 
     def __init__(self, vae, reconstruction_loss, kl_weight, decoder_noise_std=0.0):
@@ -67,12 +70,18 @@ class AutoencoderLoss(torch.nn.Module):
         self.reconstruction_loss = reconstruction_loss
         self.kl_weight = kl_weight
         self.decoder_noise_std = decoder_noise_std
+        self.decoder_only_noise_std = None
 
     def forward(self, frames):  # frames: (F, 3, H, W) in [-1, 1]
-        posterior = self.vae.encode(frames).latent_dist
-        latents = posterior.sample()  # (F, C, h, w)
-        if self.decoder_noise_std > 0:
-            latents = latents + self.decoder_noise_std * latents.detach().std() * torch.randn_like(latents)
+        if self.decoder_only_noise_std is None:
+            posterior = self.vae.encode(frames).latent_dist
+            latents, noise_std = posterior.sample(), self.decoder_noise_std  # (F, C, h, w)
+        else:
+            with torch.no_grad():
+                posterior = self.vae.encode(frames).latent_dist
+            latents, noise_std = posterior.mean, self.decoder_only_noise_std
+        if noise_std > 0:
+            latents = latents + noise_std * latents.detach().std() * torch.randn_like(latents)
         decoded = self.vae.decode(latents).sample.float()
         error = decoded - frames
         reconstruction = error.abs().mean() if self.reconstruction_loss == "l1" else error.square().mean()
@@ -134,6 +143,7 @@ def train_autoencoder(cfg):
 
     loss_module = AutoencoderLoss(vae, cfg.reconstruction_loss, cfg.kl_weight, cfg.decoder_noise_std)
     train_module = DDP(loss_module) if world_size > 1 else loss_module
+    decoder_finetune_start = cfg.max_train_steps - cfg.decoder_finetune_steps
     sums = seed_rank_state(cfg, rank, world_size, device, checkpoint, step, logger)
     del checkpoint
     metrics = MetricsLog(run_dir, None if resume_path is None else step) if is_main else None
@@ -147,6 +157,8 @@ def train_autoencoder(cfg):
             sampler.set_position(epoch, samples_in_epoch)
             dataset.set_epoch(epoch)
             for batch in loader:
+                if loss_module.decoder_only_noise_std is None and step >= decoder_finetune_start:
+                    train_module = start_decoder_finetune(loss_module, ema, cfg, world_size, logger)
                 frames = random_crops(rearrange(batch["video"].to(device), "b n c h w -> (b n) c h w"), cfg.crop_size)
                 for group in optimizer.param_groups:
                     group["lr"] = learning_rate_at(cfg, step)
@@ -211,6 +223,21 @@ def train_autoencoder(cfg):
             finish_autoencoder(cfg, ema or vae, held_out, run_dir, device, amp_dtype, logger)
     if world_size > 1:
         dist.destroy_process_group()
+
+
+def start_decoder_finetune(loss_module, ema, cfg, world_size, logger):
+    """Freeze the encoder the export will carry (the EMA's, when there is one, so that EMA and weights agree from
+    here on) and train the decoder alone on noisy posterior means; returns the module to train, DDP-wrapped anew
+    so that DDP expects gradients for the decoder only. Idempotent, so a resumed run calls it again."""
+    vae = loss_module.vae
+    for part in ("encoder", "quant_conv"):
+        if ema is not None:
+            getattr(vae, part).load_state_dict(getattr(ema, part).state_dict())
+        getattr(vae, part).requires_grad_(False)
+    loss_module.decoder_only_noise_std = cfg.decoder_finetune_noise_std
+    logger.info(f"steps {cfg.max_train_steps - cfg.decoder_finetune_steps + 1}-{cfg.max_train_steps}: decoder "
+                f"fine-tune, encoder frozen, latent noise std {cfg.decoder_finetune_noise_std}")
+    return DDP(loss_module) if world_size > 1 else loss_module
 
 
 def random_crops(frames, crop_size):

@@ -42,6 +42,10 @@ class AutoencoderConfig:
     kl_weight: float = 1.0e-6  # weight of the KL term (per latent element) against the reconstruction term
     decoder_noise_std: float = 0.0  # noise added to the decoder's latents in training, in units of the latents' std
     #                                 (the FVDM's units), so the decoder trains on imperfect latents (0: off)
+    decoder_finetune_steps: int = 0  # the last this many of max_train_steps train the decoder alone: the encoder is
+    #                                  frozen (so the latents, their scale and a latent cache made of them stay
+    #                                  fixed) and the decoder sees posterior means plus noise (0: no such phase)
+    decoder_finetune_noise_std: float = 0.5  # that noise's std, in units of the latents' std (the FVDM's units)
     # --- optimisation ---
     learning_rate: float = 1.0e-4  # AdamW learning rate (peak, after warmup)
     weight_decay: float = 0.0  # AdamW weight decay
@@ -94,6 +98,9 @@ def validate_autoencoder_config(cfg):
     require(cfg.reconstruction_loss in ("l1", "mse"), "reconstruction_loss", "choose 'l1' or 'mse'")
     require(cfg.kl_weight >= 0, "kl_weight", "must be >= 0")
     require(cfg.decoder_noise_std >= 0, "decoder_noise_std", "must be >= 0")
+    require(0 <= cfg.decoder_finetune_steps < cfg.max_train_steps, "decoder_finetune_steps",
+            f"must lie in [0, max_train_steps = {cfg.max_train_steps})")
+    require(cfg.decoder_finetune_noise_std >= 0, "decoder_finetune_noise_std", "must be >= 0")
     require(cfg.learning_rate > 0, "learning_rate", "must be > 0")
     require(cfg.lr_schedule in ("constant", "cosine"), "lr_schedule", "choose 'constant' or 'cosine'")
     require(len(cfg.adam_betas) == 2 and all(0 <= b < 1 for b in cfg.adam_betas), "adam_betas",

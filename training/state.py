@@ -11,7 +11,8 @@ import torch.distributed as dist
 def update_ema(ema_model, model, decay):
     ema_params = dict(ema_model.named_parameters())
     for name, param in model.named_parameters():
-        ema_params[name].mul_(decay).add_(param.detach(), alpha=1 - decay)
+        if param.requires_grad:  # a frozen weight's average is the weight itself, bit for bit
+            ema_params[name].mul_(decay).add_(param.detach(), alpha=1 - decay)
 
 
 def learning_rate_at(cfg, step):
