@@ -36,7 +36,11 @@ class TextEncoder:
 
     def __init__(self, name_or_path=MINILM, max_length=32, device="cpu", dtype=torch.float32, cache_size=4096):
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
-        from transformers import AutoModel, AutoTokenizer, T5EncoderModel
+        try:
+            from transformers import AutoModel, AutoTokenizer, T5EncoderModel
+        except ImportError as error:
+            raise ImportError("text encoders need transformers: pip install -r requirements-extras.txt "
+                              "(tools/setup_env.sh installs it unless FVDM_SETUP=core)") from error
 
         self.path = resolve_text_encoder_path(name_or_path)
         model_type = json.loads((self.path / "config.json").read_text()).get("model_type")

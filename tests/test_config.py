@@ -1,10 +1,13 @@
 """configs/: YAML files that do not parse name the file, --help documents every key, launchers set up the env."""
 import dataclasses
 import inspect
+import os
 import re
+import subprocess
 from pathlib import Path
 
 import pytest
+import yaml
 
 import train_video
 from configs import merge_config
@@ -98,3 +101,23 @@ def test_every_launcher_sets_up_the_environment_before_running_python(script):
     first_python = next(k for k, line in enumerate(lines) if re.search(r"\bpython\b", line))
     assert cd < source < first_python
     assert not any(re.search(r"(^|[\s(])torchrun\b|\$\{PYTHON", line) for line in lines)  # python of setup_env
+
+
+def requirement_lines(path):
+    """The requirement specifiers of a pip requirements file, comments dropped."""
+    return [line.split("#")[0].strip() for line in path.read_text().splitlines() if line.split("#")[0].strip()]
+
+
+def test_environment_yml_lists_both_requirements_files():
+    yml = yaml.safe_load((REPO / "environment.yml").read_text())
+    pip_section = next(entry["pip"] for entry in yml["dependencies"] if isinstance(entry, dict))
+    core, extras = requirement_lines(REPO / "requirements.txt"), requirement_lines(REPO / "requirements-extras.txt")
+    assert pip_section == core + extras + ["-e ."]
+    assert not set(core) & set(extras)
+
+
+def test_setup_env_refuses_an_unknown_level():
+    result = subprocess.run(["bash", "-c", "source tools/setup_env.sh"], cwd=REPO, capture_output=True, text=True,
+                            env={**os.environ, "FVDM_SETUP": "minimal"}, timeout=60)
+    assert result.returncode != 0
+    assert "FVDM_SETUP must be core or full, not 'minimal'" in result.stderr

@@ -374,11 +374,11 @@ def test_sample_ddp_splits_videos_across_torchrun_ranks(tmp_path, checkpoint):
 @pytest.mark.parametrize("config", sorted((REPO / "configs").glob("*/*_sample.yaml")), ids=lambda p: p.parent.name)
 def test_shipped_sample_configs_load(config):
     cfg = sample_config.load_config(config, ["preset=long"])
-    if config.parent.name == "t2v":  # the text demo, by sample/t2v.sh: the CPU demo's DDPM-50, guided by the prompt
+    if config.parent.name == "t2v":  # the text demo, by sample/t2v.sh: DDPM-50, guided by the prompt
         assert cfg.cfg_scale > 1 and cfg.sample_method == "ddpm" and cfg.prompt is None
         assert config.name in (REPO / "sample" / "t2v.sh").read_text()
         return
     assert cfg.cfg_scale == (7.0 if config.parent.name == "ucf101" else 1.0)
-    if config.parent.name != "demo":  # the paper's sampler; the CPU demo samples with DDPM-50
+    if config.parent.name != "demo":  # the paper's sampler; the CPU demo samples with DDPM-25
         assert cfg.sample_method == "ddim" and cfg.eta == 0.0 and cfg.num_sampling_steps == 50
     assert config.parent.name in (REPO / "train_scripts" / "sample.sh").read_text()

