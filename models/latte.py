@@ -5,7 +5,9 @@ Spatial blocks attend over T within each frame; temporal blocks attend over N at
 Each frame's adaLN-Zero modulation is computed once per block from its own timestep embedding (B, N, D)
 and broadcast over that frame's tokens, so a per-frame timestep costs the same as a scalar one.
 A text-conditioned model (text_dim > 0) adds cross-attention to the spatial blocks, where Latte-T2V has it: each
-frame's patches attend to that frame's text tokens (B, N, L, D), so every frame may carry its own prompt.
+frame's patches attend to that frame's text tokens (B, N, L, D), so every frame may carry its own prompt. With
+text_adaln, each frame's pooled prompt also joins its timestep embedding in the adaLN conditioning, so the temporal
+blocks and the final layer see the prompt too.
 """
 import math
 
@@ -75,15 +77,18 @@ class TextEmbedder(nn.Module):
     """Text-encoder tokens -> the model's width (PixArt's caption projection); drops prompts to a learned null.
 
     A dropped prompt (or frame) becomes a single null token, whatever the encoder's length, so the unconditional
-    branch of classifier-free guidance needs no text encoder at all.
+    branch of classifier-free guidance needs no text encoder at all. With pooled, it also returns each prompt's
+    masked mean token through an MLP (B, n, D), the vector text_adaln adds to the frame's adaLN conditioning.
     """
 
-    def __init__(self, text_dim, hidden_size, dropout_prob):
+    def __init__(self, text_dim, hidden_size, dropout_prob, pooled=False):
         super().__init__()
         self.fc1 = nn.Linear(text_dim, hidden_size)
         self.fc2 = nn.Linear(hidden_size, hidden_size)
         self.null_embedding = nn.Parameter(torch.randn(text_dim) / text_dim**0.5)
         self.dropout_prob = dropout_prob
+        self.pooled_mlp = nn.Sequential(nn.Linear(text_dim, hidden_size), nn.SiLU(),
+                                        nn.Linear(hidden_size, hidden_size)) if pooled else None
 
     def forward(self, text, text_mask, drop, train):
         # text: (B, n, L, Dt) with n = N frames or 1 for one prompt per clip; text_mask: (B, n, L); drop: (B, n)
@@ -94,7 +99,12 @@ class TextEmbedder(nn.Module):
             first_token = torch.zeros_like(text_mask)
             first_token[..., 0] = True
             text_mask = torch.where(drop[..., None], first_token, text_mask)
-        return self.fc2(F.gelu(self.fc1(text), approximate="tanh")), text_mask
+        tokens = self.fc2(F.gelu(self.fc1(text), approximate="tanh"))  # (B, n, L, D)
+        if self.pooled_mlp is None:
+            return tokens, text_mask, None
+        weights = text_mask.to(text.dtype)[..., None]  # (B, n, L, 1)
+        mean_token = (text * weights).sum(dim=2) / weights.sum(dim=2)  # (B, n, Dt), padding left out
+        return tokens, text_mask, self.pooled_mlp(mean_token)  # (B, n, D)
 
 
 class PatchEmbed(nn.Module):
@@ -277,12 +287,15 @@ class Latte(nn.Module):
         attention="auto",
         text_dim=0,
         text_dropout_prob=0.1,
+        text_adaln=False,
     ):
         super().__init__()
         # Every constructor argument, as save_pretrained writes it to config.json (read before any other local).
         self.config = {key: value for key, value in locals().items() if key not in ("self", "__class__")}
         if depth % 2:
             raise ValueError(f"depth counts spatial and temporal blocks together and must be even, got {depth}")
+        if text_adaln and text_dim == 0:
+            raise ValueError("text_adaln adds the pooled prompt to the adaLN conditioning: it needs text_dim > 0")
         if input_size % patch_size:
             raise ValueError(f"input_size {input_size} is not divisible by patch_size {patch_size}")
         self.input_size = input_size
@@ -299,7 +312,8 @@ class Latte(nn.Module):
         self.x_embedder = PatchEmbed(input_size, patch_size, in_channels, hidden_size)
         self.t_embedder = TimestepEmbedder(hidden_size)
         self.y_embedder = LabelEmbedder(num_classes, hidden_size, class_dropout_prob) if num_classes > 0 else None
-        self.text_embedder = TextEmbedder(text_dim, hidden_size, text_dropout_prob) if text_dim > 0 else None
+        self.text_embedder = TextEmbedder(text_dim, hidden_size, text_dropout_prob, pooled=text_adaln) \
+            if text_dim > 0 else None
         num_patches = self.x_embedder.num_patches
         # Fixed sin-cos embeddings, kept as frozen parameters so state dicts match Latte's.
         self.pos_embed = nn.Parameter(torch.zeros(1, num_patches, hidden_size), requires_grad=False)
@@ -342,6 +356,9 @@ class Latte(nn.Module):
             if hasattr(block, "cross_attn"):
                 nn.init.constant_(block.cross_attn.proj.weight, 0)
                 nn.init.constant_(block.cross_attn.proj.bias, 0)
+        if self.text_embedder is not None and self.text_embedder.pooled_mlp is not None:
+            nn.init.constant_(self.text_embedder.pooled_mlp[-1].weight, 0)  # starts as the model without it
+            nn.init.constant_(self.text_embedder.pooled_mlp[-1].bias, 0)
         nn.init.constant_(self.final_layer.adaLN_modulation[-1].weight, 0)
         nn.init.constant_(self.final_layer.adaLN_modulation[-1].bias, 0)
         nn.init.constant_(self.final_layer.linear.weight, 0)
@@ -385,7 +402,8 @@ class Latte(nn.Module):
         return c
 
     def text_conditioning(self, text, text_mask, drop_text, batch, num_frames):
-        """Projected text tokens (B, n, L, D) and their mask (B, n, L), n = N frames or 1, or (None, None).
+        """Projected text tokens (B, n, L, D), their mask (B, n, L) and the pooled prompts (B, n, D) (None without
+        text_adaln), n = N frames or 1; (None, None, None) for a model without text.
 
         text: (B, L, Dt) one prompt per clip or (B, N, L, Dt) one per frame; None on a text model means the null
         prompt. drop_text: (B,) or (B, N), True where the null prompt replaces the text (the unconditional branch
@@ -394,7 +412,7 @@ class Latte(nn.Module):
         if self.text_embedder is None:
             if text is not None or drop_text is not None:
                 raise ValueError("this model takes no text (text_dim = 0): build it with text_dim > 0 to pass text")
-            return None, None
+            return None, None, None
         if text is None:
             text = torch.zeros(batch, 1, 1, self.text_dim, device=self.pos_embed.device)
             drop_text = torch.ones(batch, dtype=torch.bool, device=text.device)
@@ -432,7 +450,9 @@ class Latte(nn.Module):
         if num_frames > self.temp_embed.shape[1]:
             raise ValueError(f"got {num_frames} frames but the model was built for at most {self.temp_embed.shape[1]}")
         c = self.frame_conditioning(t, y, batch, num_frames)
-        text, text_mask = self.text_conditioning(text, text_mask, drop_text, batch, num_frames)
+        text, text_mask, pooled_text = self.text_conditioning(text, text_mask, drop_text, batch, num_frames)
+        if pooled_text is not None:
+            c = c + pooled_text  # (B, N, D) + (B, n, D), n = N or 1
 
         x = self.x_embedder(rearrange(x, "b n c h w -> (b n) c h w")) + self.pos_embed  # (B*N, T, D)
         x = rearrange(x, "(b n) t d -> b n t d", b=batch)
@@ -536,10 +556,12 @@ def create_model(
     attention="auto",
     text_dim=0,
     text_dropout_prob=0.1,
+    text_adaln=False,
 ):
     """Build e.g. create_model("Latte-XL/2", num_classes=101); attention: "auto" | "sdpa" | "matmul" (same weights).
 
-    text_dim: the text encoder's width (384 for MiniLM, 4096 for T5-XXL) for a text-to-video model, 0 for none.
+    text_dim: the text encoder's width (384 for MiniLM, 4096 for T5-XXL) for a text-to-video model, 0 for none;
+    text_adaln: add each frame's pooled prompt to its adaLN conditioning as well (text models only).
     """
     if name not in MODEL_NAMES:
         raise ValueError(f"unknown model {name!r}; choose one of {MODEL_NAMES}")
@@ -556,5 +578,6 @@ def create_model(
         attention=attention,
         text_dim=text_dim,
         text_dropout_prob=text_dropout_prob,
+        text_adaln=text_adaln,
         **MODEL_SIZES[size],
     )

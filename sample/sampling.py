@@ -141,14 +141,15 @@ def load_model_for_sampling(cfg, device="cpu"):
         ckpt_path, checkpoint = read_sampling_checkpoint(cfg.ckpt, cfg.weights) if cfg.ckpt is not None else (None, None)
         stored = (checkpoint_config(checkpoint) or {}) if checkpoint is not None else {}
         settings = resolve_model_config(cfg, stored, ckpt_path)
-        has_text_weights = checkpoint is not None and any(
-            key.startswith("text_embedder.") for key in unwrap_state_dict(checkpoint, prefer=cfg.weights))
+        weight_names = unwrap_state_dict(checkpoint, prefer=cfg.weights) if checkpoint is not None else {}
+        has_text_weights = any(key.startswith("text_embedder.") for key in weight_names)
         text_encoder = load_text_encoder(cfg, stored, has_text_weights, device)
         in_channels, input_size = model_geometry(settings["image_size"], settings["vae"])
         model = create_model(settings["model"], input_size=input_size, num_frames=settings["num_frames"],
                              in_channels=in_channels, num_classes=settings["num_classes"],
                              learn_sigma=settings["learn_sigma"], attention=cfg.attention,
-                             text_dim=text_encoder.dim if text_encoder is not None else 0)
+                             text_dim=text_encoder.dim if text_encoder is not None else 0,
+                             text_adaln=any(key.startswith("text_embedder.pooled_mlp.") for key in weight_names))
         if checkpoint is not None:
             load_pretrained(model, checkpoint, prefer=cfg.weights, source_name=ckpt_path)
     latent = settings["vae"] is not None

@@ -92,8 +92,9 @@ def test_cross_attention_is_per_frame_and_ignores_padding(attention):
     assert torch.all(changed[:, 2] > 0) and torch.all(changed[:, [0, 1, 3]] == 0)
 
 
-def test_one_prompt_per_clip_equals_that_prompt_on_every_frame():
-    model = tiny_text_model()
+@pytest.mark.parametrize("text_adaln", [False, True])
+def test_one_prompt_per_clip_equals_that_prompt_on_every_frame(text_adaln):
+    model = tiny_text_model(text_adaln=text_adaln)
     x, t = torch.randn(2, 4, 3, 16, 16), torch.randint(0, 1000, (2, 4))
     text, mask = random_text()
     with torch.no_grad():
@@ -104,8 +105,9 @@ def test_one_prompt_per_clip_equals_that_prompt_on_every_frame():
     assert (per_clip - other_prompt).abs().max() > 1e-3  # the text is heard
 
 
-def test_null_prompt_replaces_the_text_per_clip_or_per_frame():
-    model = tiny_text_model()
+@pytest.mark.parametrize("text_adaln", [False, True])
+def test_null_prompt_replaces_the_text_per_clip_or_per_frame(text_adaln):
+    model = tiny_text_model(text_adaln=text_adaln)
     x, t = torch.randn(2, 4, 3, 16, 16), torch.randint(0, 1000, (2, 4))
     text, mask = random_text(frames=4)
     with torch.no_grad():
@@ -131,12 +133,57 @@ def test_prompt_dropout_drops_whole_clips_at_its_rate():
     embedder = model.text_embedder
     text, mask = torch.randn(4000, 4, 3, TEXT_DIM), torch.ones(4000, 4, 3, dtype=torch.bool)
     torch.manual_seed(0)
-    _, out_mask = embedder(text, mask, torch.zeros(4000, 4, dtype=torch.bool), train=True)
+    _, out_mask, _ = embedder(text, mask, torch.zeros(4000, 4, dtype=torch.bool), train=True)
     dropped = ~out_mask[..., 1]  # a dropped clip keeps only its null token
     assert torch.all(dropped == dropped[:, :1])
     assert abs(dropped[:, 0].float().mean().item() - 0.25) < 4 * (0.25 * 0.75 / 4000) ** 0.5
-    _, eval_mask = embedder(text, mask, torch.zeros(4000, 4, dtype=torch.bool), train=False)
+    _, eval_mask, _ = embedder(text, mask, torch.zeros(4000, 4, dtype=torch.bool), train=False)
     assert eval_mask.all()
+
+
+def test_text_adaln_adds_each_frames_pooled_prompt_to_its_conditioning():
+    """Against a slow reference: the forward pass rebuilt by hand, with c = timestep embedding + MLP(mean of the
+    frame's valid tokens); the pooled prompt reaches the temporal blocks' modulation, frame by frame."""
+    fresh = create_model("Latte-T/4", input_size=16, num_frames=4, in_channels=3, text_dim=TEXT_DIM, text_adaln=True)
+    model = tiny_text_model(text_adaln=True)
+    plain_keys = set(tiny_text_model().state_dict())
+    assert set(model.state_dict()) - plain_keys == {f"text_embedder.pooled_mlp.{i}.{kind}" for i in (0, 2)
+                                                    for kind in ("weight", "bias")}
+    x, t = torch.randn(2, 4, 3, 16, 16), torch.tensor([[10, 500, 999, 0], [3, 3, 3, 3]])
+    text, mask = random_text(frames=4)
+    mask[1, 2, :5] = True  # frame 2 of clip 1 has 5 valid tokens, the others of that clip 3
+    with torch.no_grad():
+        without = create_model("Latte-T/4", input_size=16, num_frames=4, in_channels=3, text_dim=TEXT_DIM).eval()
+        without.load_state_dict(fresh.state_dict(), strict=False)
+        torch.testing.assert_close(fresh.eval()(x, t, text=text, text_mask=mask), without(x, t, text=text, text_mask=mask),
+                                   atol=0, rtol=0)  # a fresh text_adaln model starts as the one without it
+        ours = model(x, t, text=text, text_mask=mask)
+        mean_tokens = torch.stack([torch.stack([text[b, n, mask[b, n]].mean(dim=0) for n in range(4)])
+                                   for b in range(2)])  # (B, N, Dt)
+        c = model.t_embedder(t) + model.text_embedder.pooled_mlp(mean_tokens)
+        tokens, _, _ = model.text_embedder(text, mask, torch.zeros(2, 4, dtype=torch.bool), train=False)
+        h = rearrange(model.x_embedder(rearrange(x, "b n c h w -> (b n) c h w")) + model.pos_embed,
+                      "(b n) t d -> b n t d", b=2)
+        for i, (spatial, temporal) in enumerate(zip(model.spatial_blocks, model.temporal_blocks)):
+            h = spatial(h, c, tokens, mask)
+            if i == 0:
+                h = h + model.temp_embed[0, :4, None]
+            h = temporal(h, c)
+        reference = model.unpatchify(model.final_layer(h, c))
+        torch.testing.assert_close(ours, reference, atol=1e-5, rtol=1e-5)
+        padded_changed = torch.where(mask[..., None], text, torch.randn_like(text))
+        torch.testing.assert_close(model(x, t, text=padded_changed, text_mask=mask), ours, atol=0, rtol=0)
+        seen = []
+        hook = model.temporal_blocks[0].adaLN_modulation.register_forward_hook(lambda m, inputs, out: seen.append(inputs[0]))
+        other = text.clone()
+        other[:, 2] = torch.randn_like(other[:, 2])
+        model(x, t, text=text, text_mask=mask)
+        model(x, t, text=other, text_mask=mask)
+        hook.remove()
+    changed = (seen[1] - seen[0]).abs().amax(dim=-1)  # (B, N): the temporal block's conditioning per frame
+    assert torch.all(changed[:, 2] > 0) and torch.all(changed[:, [0, 1, 3]] == 0)
+    with pytest.raises(ValueError, match="text_adaln .* needs text_dim > 0"):
+        create_model("Latte-T/4", input_size=16, text_adaln=True)
 
 
 def test_text_shapes_are_checked_by_name():
@@ -150,8 +197,9 @@ def test_text_shapes_are_checked_by_name():
         model(x, t, text=torch.randn(2, 6, TEXT_DIM), text_mask=torch.zeros(2, 6, dtype=torch.bool))
 
 
-def test_gradient_checkpointing_and_bf16_with_text():
-    model = tiny_text_model().train()
+@pytest.mark.parametrize("text_adaln", [False, True])
+def test_gradient_checkpointing_and_bf16_with_text(text_adaln):
+    model = tiny_text_model(text_adaln=text_adaln).train()
     model.text_embedder.dropout_prob = 0.0
     x, t = torch.randn(2, 4, 3, 16, 16), torch.randint(0, 1000, (2, 4))
     text, mask = random_text(frames=4)
@@ -162,6 +210,8 @@ def test_gradient_checkpointing_and_bf16_with_text():
         {"text_embedder.null_embedding"}  # nothing dropped here
     assert grads["spatial_blocks.0.cross_attn.kv.weight"].abs().max() > 0
     assert grads["text_embedder.fc1.weight"].abs().max() > 0
+    if text_adaln:
+        assert grads["text_embedder.pooled_mlp.0.weight"].abs().max() > 0
     model.zero_grad()
     model.gradient_checkpointing = True
     torch.testing.assert_close(model(x, t, text=text, text_mask=mask), out, atol=0, rtol=0)

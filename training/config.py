@@ -44,6 +44,8 @@ class TrainConfig:
     #                                     encoder folder (T5, BERT); the model attends to each frame's caption
     text_max_length: int = 32  # tokens per prompt (padded or cut)
     text_dropout_prob: float = 0.1  # clips trained on the learned null prompt, for classifier-free guidance
+    text_adaln: bool = False  # also add each frame's pooled prompt to its adaLN conditioning (with the timestep's),
+    #                           so the temporal blocks and the final layer see the prompt, not only cross-attention
     pretrained: Optional[str] = None  # initialise from a Latte / FVDM / our checkpoint (ignored when resuming)
     # --- diffusion ---
     diffusion_steps: int = 1000  # length of the training chain
@@ -112,6 +114,7 @@ def validate_config(cfg):
     require(cfg.clip_max_norm > 0, "clip_max_norm", "must be > 0")
     require(0.0 <= cfg.class_dropout_prob < 1.0, "class_dropout_prob", "must lie in [0, 1)")
     require(0.0 <= cfg.text_dropout_prob < 1.0, "text_dropout_prob", "must lie in [0, 1)")
+    require(not cfg.text_adaln or cfg.text_encoder is not None, "text_adaln", "needs a text_encoder")
     if cfg.latent_cache_dir is not None:
         require(cfg.vae is not None, "vae", "latent_cache_dir holds VAE latents, so set vae too (previews and "
                 "the sampler decode with it)")

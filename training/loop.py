@@ -256,7 +256,7 @@ def create_initial_model(cfg, in_channels, input_size, checkpoint, logger, text_
                          num_classes=cfg.num_classes, learn_sigma=cfg.learn_sigma,
                          class_dropout_prob=cfg.class_dropout_prob,
                          gradient_checkpointing=cfg.gradient_checkpointing, attention=cfg.attention,
-                         text_dim=text_dim, text_dropout_prob=cfg.text_dropout_prob)
+                         text_dim=text_dim, text_dropout_prob=cfg.text_dropout_prob, text_adaln=cfg.text_adaln)
     if cfg.pretrained is not None and checkpoint is None:
         load_pretrained(model, cfg.pretrained)
         logger.info(f"initialised from {cfg.pretrained}")
