@@ -155,8 +155,9 @@ def test_text_adaln_adds_each_frames_pooled_prompt_to_its_conditioning():
     with torch.no_grad():
         without = create_model("Latte-T/4", input_size=16, num_frames=4, in_channels=3, text_dim=TEXT_DIM).eval()
         without.load_state_dict(fresh.state_dict(), strict=False)
-        torch.testing.assert_close(fresh.eval()(x, t, text=text, text_mask=mask), without(x, t, text=text, text_mask=mask),
-                                   atol=0, rtol=0)  # a fresh text_adaln model starts as the one without it
+        # A fresh text_adaln model starts as the one without it.
+        torch.testing.assert_close(fresh.eval()(x, t, text=text, text_mask=mask),
+                                   without(x, t, text=text, text_mask=mask), atol=0, rtol=0)
         ours = model(x, t, text=text, text_mask=mask)
         mean_tokens = torch.stack([torch.stack([text[b, n, mask[b, n]].mean(dim=0) for n in range(4)])
                                    for b in range(2)])  # (B, N, Dt)
@@ -174,7 +175,8 @@ def test_text_adaln_adds_each_frames_pooled_prompt_to_its_conditioning():
         padded_changed = torch.where(mask[..., None], text, torch.randn_like(text))
         torch.testing.assert_close(model(x, t, text=padded_changed, text_mask=mask), ours, atol=0, rtol=0)
         seen = []
-        hook = model.temporal_blocks[0].adaLN_modulation.register_forward_hook(lambda m, inputs, out: seen.append(inputs[0]))
+        hook = model.temporal_blocks[0].adaLN_modulation.register_forward_hook(
+            lambda module, inputs, output: seen.append(inputs[0]))
         other = text.clone()
         other[:, 2] = torch.randn_like(other[:, 2])
         model(x, t, text=text, text_mask=mask)

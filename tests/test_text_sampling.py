@@ -11,8 +11,8 @@ from sample.config import load_config as load_sample_config
 from tests.test_text import TEXT_DIM, random_text, tiny_text_model
 from tests.test_train import read_metrics, run_trainer
 
-TEXT_TRAINING = ["dataset=bouncing_captions", "text_encoder=minilm", "text_max_length=12", "ckpt_every=3",
-                 "max_train_steps=6", "ema_decay=0.9"]
+TEXT_TRAINING = ["dataset=bouncing_captions", "text_encoder=minilm", "text_max_length=12", "text_adaln=true",
+                 "ckpt_every=3", "max_train_steps=6", "ema_decay=0.9"]
 
 
 def test_captioned_training_clips_never_show_a_held_out_pair():
@@ -109,6 +109,7 @@ def test_a_trained_text_model_samples_every_kind_of_preset_with_prompts(text_run
                                     "cfg_scale=2.0", "history_guidance=1.5", "progress=false", *prompt_keys])
     model, _, settings = sampling.load_model_for_sampling(cfg)
     assert settings["text_encoder"].dim == 384 and model.text_dim == 384
+    assert model.text_embedder.pooled_mlp is not None  # text_adaln read from the checkpoint's weights
     diffusion = sampling.create_sampling_diffusion(cfg, settings)
     ((_, _, chunks),) = sampling.sampled_batches(cfg, model, diffusion, settings, [[0, 1]], [], "cpu")
     video = torch.cat(list(chunks), dim=1)
