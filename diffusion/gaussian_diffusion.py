@@ -19,6 +19,7 @@ class ModelMeanType(enum.Enum):
     PREVIOUS_X = enum.auto()  # the model predicts x_{t-1}
     START_X = enum.auto()  # the model predicts x_0
     EPSILON = enum.auto()  # the model predicts epsilon
+    VELOCITY = enum.auto()  # the model predicts v = sqrt(alpha_bar) * epsilon - sqrt(1 - alpha_bar) * x_0
 
 
 class ModelVarType(enum.Enum):
@@ -178,10 +179,7 @@ class GaussianDiffusion:
                 x0 = denoised_fn(x0)
             return x0.clamp(-1, 1) if clip_denoised else x0
 
-        if self.model_mean_type == ModelMeanType.START_X:
-            pred_xstart = process_xstart(model_output)
-        else:
-            pred_xstart = process_xstart(self._predict_xstart_from_eps(x_t=x, t=t, eps=model_output))
+        pred_xstart = process_xstart(self._predict_xstart(x, t, model_output))
         model_mean, _, _ = self.q_posterior_mean_variance(x_start=pred_xstart, x_t=x, t=t)
         return {
             "mean": model_mean,
@@ -201,10 +199,16 @@ class GaussianDiffusion:
             return frac * max_log + (1 - frac) * min_log
         return max_log if self.model_var_type == ModelVarType.FIXED_LARGE else min_log
 
-    def _predict_xstart_from_eps(self, x_t, t, eps):
+    def _predict_xstart(self, x_t, t, model_output):
+        """x_0 from the model's output at timesteps t (B,) or (B, N), whatever it predicts."""
+        if self.model_mean_type == ModelMeanType.START_X:
+            return model_output
+        if self.model_mean_type == ModelMeanType.VELOCITY:
+            return (_extract(self.sqrt_alphas_cumprod, t, x_t.shape) * x_t
+                    - _extract(self.sqrt_one_minus_alphas_cumprod, t, x_t.shape) * model_output)
         return (
             _extract(self.sqrt_recip_alphas_cumprod, t, x_t.shape) * x_t
-            - _extract(self.sqrt_recipm1_alphas_cumprod, t, x_t.shape) * eps
+            - _extract(self.sqrt_recipm1_alphas_cumprod, t, x_t.shape) * model_output
         )
 
     # ------------------------------------------------------------------ per-frame (VTV) sampling
@@ -249,6 +253,8 @@ class GaussianDiffusion:
         one_minus_t = torch.where(moving, 1 - alpha_bar_t, torch.ones_like(alpha_bar_t))
         if self.model_mean_type == ModelMeanType.START_X:
             pred_xstart = model_output.double()
+        elif self.model_mean_type == ModelMeanType.VELOCITY:
+            pred_xstart = alpha_bar_t.sqrt() * x64 - (1 - alpha_bar_t).sqrt() * model_output.double()
         else:
             pred_xstart = (x64 - (1 - alpha_bar_t).sqrt() * model_output.double()) / alpha_bar_t.sqrt()
         if denoised_fn is not None:
@@ -330,6 +336,8 @@ class GaussianDiffusion:
             ModelMeanType.PREVIOUS_X: lambda: self.q_posterior_mean_variance(x_start=x_start, x_t=x_t, t=t)[0],
             ModelMeanType.START_X: lambda: x_start,
             ModelMeanType.EPSILON: lambda: noise,
+            ModelMeanType.VELOCITY: lambda: (_extract(self.sqrt_alphas_cumprod, t, x_t.shape) * noise
+                                             - _extract(self.sqrt_one_minus_alphas_cumprod, t, x_t.shape) * x_start),
         }[self.model_mean_type]()
         assert model_output.shape == target.shape == x_start.shape
         frame_mse = ((target - model_output.float()) ** 2).mean(dim=(2, 3, 4))  # (B, N)
@@ -343,7 +351,8 @@ class GaussianDiffusion:
 
     def min_snr_weights(self, t, gamma):
         """Min-SNR loss weights for timesteps t (B,) or (B, N), shaped (B, 1) or (B, N): min(SNR, gamma) for an
-        x_start target, divided by SNR for an epsilon target (whose error costs SNR times less in x_start)."""
+        x_start target, divided by SNR for an epsilon target (whose error costs SNR times less in x_start) and by
+        SNR + 1 for a v target (SNR + 1 times less)."""
         if not gamma > 0:
             raise ValueError(f"min_snr_gamma must be > 0, got {gamma}")
         if self.model_mean_type == ModelMeanType.PREVIOUS_X:
@@ -353,4 +362,6 @@ class GaussianDiffusion:
         weights = snr.clamp(max=gamma)
         if self.model_mean_type == ModelMeanType.EPSILON:
             weights = weights / snr
+        elif self.model_mean_type == ModelMeanType.VELOCITY:
+            weights = weights / (snr + 1)
         return weights.float() if t.ndim == 2 else weights.float()[:, None]

@@ -31,6 +31,7 @@ class SampleConfig:
     vae: Optional[str] = None  # local VAE folder of a latent model (sd-vae-ft-ema or ours); null: the checkpoint's
     noise_schedule: Optional[str] = None  # training beta schedule (null: checkpoint's, else "linear")
     diffusion_steps: Optional[int] = None  # training chain length (null: checkpoint's, else 1000)
+    prediction_type: Optional[str] = None  # what the model outputs (null: checkpoint's, else "epsilon")
     # --- sampler ---
     sample_method: str = "ddim"  # "ddim" | "ddpm"
     num_sampling_steps: int = 50  # respaced steps, DiT/Latte spacing: create_diffusion(str(steps)); paper: DDIM-50

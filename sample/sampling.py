@@ -27,7 +27,7 @@ from tools.runtime import autocast_dtype, autocast_fn, video_to_uint8
 from training.config import TrainConfig
 
 MODEL_KEYS = ("model", "image_size", "num_frames", "num_classes", "learn_sigma")
-DIFFUSION_DEFAULTS = {"noise_schedule": "linear", "diffusion_steps": 1000}
+DIFFUSION_DEFAULTS = {"noise_schedule": "linear", "diffusion_steps": 1000, "prediction_type": "epsilon"}
 
 
 def read_sampling_checkpoint(path, weights="ema"):
@@ -165,7 +165,8 @@ def load_model_for_sampling(cfg, device="cpu"):
 
 def create_sampling_diffusion(cfg, settings):
     return create_diffusion(str(cfg.num_sampling_steps), noise_schedule=settings["noise_schedule"],
-                            learn_sigma=settings["learn_sigma"], diffusion_steps=settings["diffusion_steps"])
+                            learn_sigma=settings["learn_sigma"], diffusion_steps=settings["diffusion_steps"],
+                            prediction_type=settings["prediction_type"])
 
 
 def sampling_model_fn(model, cfg_scale=1.0, mixed_precision="no"):

@@ -121,6 +121,61 @@ def test_ddpm_steps_match_diffusers_fixed_small():
         torch.testing.assert_close(ours, theirs.float(), atol=1e-5, rtol=1e-5)
 
 
+def test_v_prediction_steps_match_diffusers():
+    """A v-predicting model (here v built from the toy eps and x_t) steps as diffusers' v_prediction schedulers:
+    DDPM single steps and the DDIM-50 loop."""
+    diffusion = create_diffusion("", learn_sigma=False, sigma_small=True, prediction_type="v")
+    ab = torch.tensor(reference_alphas_cumprod(), dtype=torch.float64)
+
+    def toy_v(x, t):  # v = sqrt(ab) eps - sqrt(1 - ab) x0, with x0 = (x - sqrt(1 - ab) eps) / sqrt(ab): 1/sqrt(ab) form
+        a = ab[t].to(x.dtype)
+        while a.ndim < x.ndim:
+            a = a[..., None]
+        return (toy_eps(x, t) - (1 - a).sqrt() * x) / a.sqrt()
+
+    class VelocityModel(ToyModel):
+        def forward(self, x, t, y=None):
+            return toy_v(x, t)
+
+    scheduler = DDPMScheduler(num_train_timesteps=1000, beta_start=1e-4, beta_end=0.02, beta_schedule="linear",
+                              variance_type="fixed_small", clip_sample=False, prediction_type="v_prediction")
+    exact_table(scheduler).set_timesteps(1000)
+    x = torch.randn(SHAPE)
+    for step in (999, 640, 100, 1, 0):
+        t = torch.full((SHAPE[0],), step)
+        x64 = x.double()
+        theirs = scheduler.step(toy_v(x64, t), step, x64, generator=torch.Generator().manual_seed(step)).prev_sample
+        z = torch.randn(SHAPE, generator=torch.Generator().manual_seed(step), dtype=torch.float64)
+        level_from, level_to = torch.full(SHAPE[:2], step), torch.full(SHAPE[:2], step - 1)
+        ours = diffusion.vtv_step(VelocityModel(), x, level_from, level_to, method="ddpm", noise=z.float())
+        torch.testing.assert_close(ours, theirs.float(), atol=1e-5, rtol=1e-5)
+        # the same step through p_mean_variance (the VLB's path): its mean is diffusers' step without noise
+        mean = diffusion.p_mean_variance(VelocityModel(), x, t, clip_denoised=False)["mean"]
+        if step > 0:
+            no_noise = scheduler.step(toy_v(x64, t), step, x64, generator=torch.Generator().manual_seed(step))
+            x0 = no_noise.pred_original_sample
+            coef1 = scheduler.betas[step] * ab[step - 1].sqrt() / (1 - ab[step])
+            coef2 = (1 - ab[step - 1]) * (1 - scheduler.betas[step]).sqrt() / (1 - ab[step])
+            torch.testing.assert_close(mean.double(), coef1 * x0 + coef2 * x64, atol=1e-5, rtol=1e-5)
+
+    ddim = DDIMScheduler(num_train_timesteps=1000, beta_start=1e-4, beta_end=0.02, beta_schedule="linear",
+                         clip_sample=False, set_alpha_to_one=True, timestep_spacing="leading", steps_offset=0,
+                         prediction_type="v_prediction")
+    exact_table(ddim).set_timesteps(50)
+    noise = torch.randn(SHAPE)
+    theirs = noise.double()
+    for t in ddim.timesteps:
+        theirs = ddim.step(toy_v(theirs, t.expand(SHAPE[0])), t, theirs).prev_sample
+    _, (ours,) = vtv.sample_video(create_diffusion("ddim50", learn_sigma=False, prediction_type="v"),
+                                  VelocityModel(), "standard", SHAPE, noise_fn=lambda num: noise)
+    torch.testing.assert_close(ours, theirs.float(), atol=1e-5, rtol=1e-5)
+
+
+def test_unknown_prediction_type_is_an_error():
+    with pytest.raises(ValueError, match="prediction_type"):
+        create_diffusion("", prediction_type="sample")
+
+
 def test_ddpm_jump_is_the_exact_gaussian_posterior():
     """A per-frame DDPM jump t -> s equals Gaussian conditioning of the joint (x_s, x_t) given x_0."""
     diffusion = create_diffusion("", learn_sigma=False, sigma_small=True)
@@ -224,22 +279,26 @@ def test_vlb_term_equals_closed_form_gaussian_kl():
     torch.testing.assert_close(terms["loss"], terms["mse"] + terms["vb"])
 
 
-@pytest.mark.parametrize("predict_xstart", [False, True])
-def test_min_snr_weights_each_frame_by_its_own_timestep(predict_xstart):
-    """Min-SNR-5 against diffusers' compute_snr: eps targets weigh min(SNR, 5) / SNR, x_start targets min(SNR, 5)."""
+@pytest.mark.parametrize("prediction_type", ["epsilon", "x_start", "v"])
+def test_min_snr_weights_each_frame_by_its_own_timestep(prediction_type):
+    """Min-SNR-5 against diffusers' compute_snr: weights min(SNR, 5) / SNR for eps targets, min(SNR, 5) for x_start
+    and min(SNR, 5) / (SNR + 1) for v, whose target is diffusers' get_velocity."""
     from diffusers.training_utils import compute_snr
 
-    diffusion = create_diffusion("", learn_sigma=False, predict_xstart=predict_xstart)
+    diffusion = create_diffusion("", learn_sigma=False, prediction_type=prediction_type)
     model = ToyModel()
     x0, noise = torch.randn(SHAPE).clamp(-1, 1), torch.randn(SHAPE)
     t = torch.tensor([[0, 999, 400, 400], [1, 20, 150, 600]])
     plain = diffusion.training_losses(model, x0, t, noise=noise)
     weighted = diffusion.training_losses(model, x0, t, noise=noise, min_snr_gamma=5.0)
 
-    snr = compute_snr(exact_table(DDPMScheduler()), t.flatten()).view(t.shape).double()
-    weights = snr.clamp(max=5.0) / (1.0 if predict_xstart else snr)
+    scheduler = exact_table(DDPMScheduler())
+    snr = compute_snr(scheduler, t.flatten()).view(t.shape).double()
+    weights = snr.clamp(max=5.0) / {"epsilon": snr, "x_start": 1.0, "v": snr + 1}[prediction_type]
     x_t = diffusion.q_sample(x0, t, noise=noise)
-    target = x0 if predict_xstart else noise
+    velocity = torch.stack([scheduler.get_velocity(x0[:, i].double(), noise[:, i].double(), t[:, i])
+                            for i in range(SHAPE[1])], dim=1).float()
+    target = {"epsilon": noise, "x_start": x0, "v": velocity}[prediction_type]
     frame_mse = ((model(x_t, t) - target) ** 2).double().mean(dim=(2, 3, 4))  # (B, N)
     torch.testing.assert_close(weighted["loss"].double(), (weights * frame_mse).mean(1), rtol=1e-5, atol=1e-7)
     torch.testing.assert_close(weighted["mse"], plain["mse"])  # the logged MSE stays unweighted

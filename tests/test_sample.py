@@ -219,6 +219,21 @@ def test_checkpoint_config_and_weights_selection(tmp_path, checkpoint):
         sampling.load_model_for_sampling(sample_config.load_config(None, [f"ckpt={tmp_path / 'no_such.pt'}"]))
 
 
+def test_prediction_type_comes_from_the_checkpoint(tmp_path, checkpoint):
+    """A v-prediction run samples as one; a checkpoint from before the key existed is an epsilon model."""
+    from diffusion.gaussian_diffusion import ModelMeanType
+
+    v_path = tmp_path / "0000010.pt"
+    torch.save({**torch.load(checkpoint, weights_only=True), "config": {**MODEL_CONFIG, "prediction_type": "v"}},
+               v_path)
+    for path, expected in ((checkpoint, ModelMeanType.EPSILON), (v_path, ModelMeanType.VELOCITY)):
+        cfg = sample_config.load_config(None, [f"ckpt={path}"])
+        _, _, settings = sampling.load_model_for_sampling(cfg)
+        assert sampling.create_sampling_diffusion(cfg, settings).model_mean_type == expected
+    with pytest.raises(ValueError, match="'prediction_type' = 'epsilon' contradicts the checkpoint's 'v'"):
+        sampling.load_model_for_sampling(sample_config.load_config(None, [f"ckpt={v_path}", "prediction_type=epsilon"]))
+
+
 def test_checkpoint_folder_picks_newest_and_reads_safetensors_metadata(tmp_path, checkpoint):
     from safetensors.torch import save_file
 

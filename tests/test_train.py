@@ -74,6 +74,7 @@ def test_unknown_or_mistyped_keys_are_named(tmp_path):
     (["timestep_distribution=lognormal"], "timestep_distribution"),
     (["timestep_distribution=logit_normal", "timestep_logit_std=0"], "timestep_logit_std"),
     (["text_adaln=true"], "text_adaln"),  # without a text_encoder
+    (["prediction_type=sample"], "prediction_type"),
 ])
 def test_bad_values_name_their_key(overrides, key):
     with pytest.raises(ValueError, match=key):

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Optional
 
 from configs import key_checker, merge_config
-from diffusion import TIMESTEP_DISTRIBUTIONS
+from diffusion import PREDICTION_TYPES, TIMESTEP_DISTRIBUTIONS
 from models.latte import ATTENTION_BACKENDS
 from tools.runtime import MIXED_PRECISION
 
@@ -50,6 +50,8 @@ class TrainConfig:
     # --- diffusion ---
     diffusion_steps: int = 1000  # length of the training chain
     noise_schedule: str = "linear"  # beta schedule (linear 1e-4 -> 0.02)
+    prediction_type: str = "epsilon"  # what the model outputs: "epsilon" (the noise: paper, DiT, Latte) | "x_start" |
+    #                                   "v" (Salimans & Ho), whose loss keeps weight on the high-noise steps
     ptss_p: float = 0.2  # PTSS: probability that a clip gets independent per-frame timesteps (paper: 0.2)
     ptss_granularity: str = "sample"  # "sample": one coin per clip (paper); "batch": one per batch (released code)
     timestep_distribution: str = "uniform"  # of each drawn timestep: "uniform" (paper) | "logit_normal" (mid-noise)
@@ -106,6 +108,7 @@ def validate_config(cfg):
     require(cfg.ptss_granularity in ("sample", "batch"), "ptss_granularity", "choose 'sample' or 'batch'")
     require(cfg.timestep_distribution in TIMESTEP_DISTRIBUTIONS, "timestep_distribution",
             f"choose one of {list(TIMESTEP_DISTRIBUTIONS)}")
+    require(cfg.prediction_type in PREDICTION_TYPES, "prediction_type", f"choose one of {list(PREDICTION_TYPES)}")
     require(cfg.timestep_logit_std > 0, "timestep_logit_std", "must be > 0")
     require(cfg.min_snr_gamma is None or cfg.min_snr_gamma > 0, "min_snr_gamma", "must be > 0 (or null: off)")
     require(0.0 <= cfg.ema_decay <= 1.0, "ema_decay", "must lie in [0, 1]")

@@ -84,7 +84,8 @@ def train(cfg):
         ema.load_state_dict(model.state_dict())  # after DDP's broadcast
     forward = autocast_fn(train_model, device.type, amp_dtype)
     diffusion = create_diffusion(timestep_respacing="", noise_schedule=cfg.noise_schedule,
-                                 learn_sigma=cfg.learn_sigma, diffusion_steps=cfg.diffusion_steps)
+                                 learn_sigma=cfg.learn_sigma, diffusion_steps=cfg.diffusion_steps,
+                                 prediction_type=cfg.prediction_type)
     # Per-rank randomness (noise, timesteps, label dropout): seeded, or restored exactly.
     sums = seed_rank(cfg, rank, world_size, device, checkpoint, step, logger)
     del checkpoint

@@ -15,7 +15,8 @@ def write_preview(ema, vae, cfg, step, run_dir, device, amp_dtype):
     the PNG's path (rows: samples, columns: frames)."""
     in_channels, input_size = model_geometry(cfg.image_size, cfg.vae)
     diffusion = create_diffusion(cfg.preview_sampling, noise_schedule=cfg.noise_schedule,
-                                 learn_sigma=cfg.learn_sigma, diffusion_steps=cfg.diffusion_steps)
+                                 learn_sigma=cfg.learn_sigma, diffusion_steps=cfg.diffusion_steps,
+                                 prediction_type=cfg.prediction_type)
     shape = (cfg.preview_num_samples, cfg.num_frames, in_channels, input_size, input_size)
     model_kwargs = {}
     if cfg.num_classes > 0:
