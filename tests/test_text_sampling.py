@@ -12,6 +12,7 @@ from tests.test_text import TEXT_DIM, random_text, tiny_text_model
 from tests.test_train import read_metrics, run_trainer
 
 TEXT_TRAINING = ["dataset=bouncing_captions", "text_encoder=minilm", "text_max_length=12", "text_adaln=true",
+                 "prediction_type=v", "min_snr_gamma=5",
                  "ckpt_every=3", "max_train_steps=6", "ema_decay=0.9"]
 
 
@@ -111,6 +112,7 @@ def test_a_trained_text_model_samples_every_kind_of_preset_with_prompts(text_run
     assert settings["text_encoder"].dim == 384 and model.text_dim == 384
     assert model.text_embedder.pooled_mlp is not None  # text_adaln read from the checkpoint's weights
     diffusion = sampling.create_sampling_diffusion(cfg, settings)
+    assert settings["prediction_type"] == "v" and diffusion.model_mean_type.name == "VELOCITY"  # the run's
     ((_, _, chunks),) = sampling.sampled_batches(cfg, model, diffusion, settings, [[0, 1]], [], "cpu")
     video = torch.cat(list(chunks), dim=1)
     assert video.shape[:2] == (2, vtv.output_length(preset, 4, sampling.preset_options(cfg)))
