@@ -7,8 +7,8 @@ from .timestep_sampler import TIMESTEP_DISTRIBUTIONS, draw_timesteps, sample_fra
 PREDICTION_TYPES = {"epsilon": gd.ModelMeanType.EPSILON, "x_start": gd.ModelMeanType.START_X,
                     "v": gd.ModelMeanType.VELOCITY}
 
-__all__ = ["create_diffusion", "PREDICTION_TYPES", "draw_timesteps", "sample_frame_timesteps", "SpacedDiffusion", "space_timesteps",
-           "TIMESTEP_DISTRIBUTIONS"]
+__all__ = ["create_diffusion", "PREDICTION_TYPES", "draw_timesteps", "sample_frame_timesteps", "SpacedDiffusion",
+           "space_timesteps", "TIMESTEP_DISTRIBUTIONS"]
 
 
 def create_diffusion(

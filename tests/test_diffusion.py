@@ -127,7 +127,7 @@ def test_v_prediction_steps_match_diffusers():
     diffusion = create_diffusion("", learn_sigma=False, sigma_small=True, prediction_type="v")
     ab = torch.tensor(reference_alphas_cumprod(), dtype=torch.float64)
 
-    def toy_v(x, t):  # v = sqrt(ab) eps - sqrt(1 - ab) x0, with x0 = (x - sqrt(1 - ab) eps) / sqrt(ab): 1/sqrt(ab) form
+    def toy_v(x, t):  # the v of the toy eps: sqrt(ab) eps - sqrt(1 - ab) x0 = (eps - sqrt(1 - ab) x) / sqrt(ab)
         a = ab[t].to(x.dtype)
         while a.ndim < x.ndim:
             a = a[..., None]
