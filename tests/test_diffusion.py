@@ -144,16 +144,14 @@ def test_v_prediction_steps_match_diffusers():
     for step in (999, 640, 100, 1, 0):
         t = torch.full((SHAPE[0],), step)
         x64 = x.double()
-        theirs = scheduler.step(toy_v(x64, t), step, x64, generator=torch.Generator().manual_seed(step)).prev_sample
+        theirs = scheduler.step(toy_v(x64, t), step, x64, generator=torch.Generator().manual_seed(step))
         z = torch.randn(SHAPE, generator=torch.Generator().manual_seed(step), dtype=torch.float64)
         level_from, level_to = torch.full(SHAPE[:2], step), torch.full(SHAPE[:2], step - 1)
         ours = diffusion.vtv_step(VelocityModel(), x, level_from, level_to, method="ddpm", noise=z.float())
-        torch.testing.assert_close(ours, theirs.float(), atol=1e-5, rtol=1e-5)
-        # the same step through p_mean_variance (the VLB's path): its mean is diffusers' step without noise
-        mean = diffusion.p_mean_variance(VelocityModel(), x, t, clip_denoised=False)["mean"]
-        if step > 0:
-            no_noise = scheduler.step(toy_v(x64, t), step, x64, generator=torch.Generator().manual_seed(step))
-            x0 = no_noise.pred_original_sample
+        torch.testing.assert_close(ours, theirs.prev_sample.float(), atol=1e-5, rtol=1e-5)
+        if step > 0:  # p_mean_variance (the VLB's path): the posterior mean at diffusers' x0 estimate
+            mean = diffusion.p_mean_variance(VelocityModel(), x, t, clip_denoised=False)["mean"]
+            x0 = theirs.pred_original_sample
             coef1 = scheduler.betas[step] * ab[step - 1].sqrt() / (1 - ab[step])
             coef2 = (1 - ab[step - 1]) * (1 - scheduler.betas[step]).sqrt() / (1 - ab[step])
             torch.testing.assert_close(mean.double(), coef1 * x0 + coef2 * x64, atol=1e-5, rtol=1e-5)

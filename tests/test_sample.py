@@ -231,7 +231,8 @@ def test_prediction_type_comes_from_the_checkpoint(tmp_path, checkpoint):
         _, _, settings = sampling.load_model_for_sampling(cfg)
         assert sampling.create_sampling_diffusion(cfg, settings).model_mean_type == expected
     with pytest.raises(ValueError, match="'prediction_type' = 'epsilon' contradicts the checkpoint's 'v'"):
-        sampling.load_model_for_sampling(sample_config.load_config(None, [f"ckpt={v_path}", "prediction_type=epsilon"]))
+        sampling.load_model_for_sampling(sample_config.load_config(None, [f"ckpt={v_path}",
+                                                                          "prediction_type=epsilon"]))
 
 
 def test_checkpoint_folder_picks_newest_and_reads_safetensors_metadata(tmp_path, checkpoint):
