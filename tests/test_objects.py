@@ -8,7 +8,8 @@ from PIL import Image
 from scipy import ndimage
 
 from datasets.bouncing import BACKGROUND, PALETTE, SHAPE_EXTENT, SHAPES, BouncingShapes, object_centers, render_scene
-from tools.metrics.objects import fit_bouncing_axis, object_statistics, read_frame, scene_truth, task_scores
+from tools.metrics.objects import (MAX_COLOUR_DRIFT, fit_bouncing_axis, object_statistics, read_frame, scene_truth,
+                                   task_scores)
 from tools.object_metrics import main as object_metrics_main
 from tools.object_metrics import box_downsample, read_video_folders, real_videos
 from tools.runtime import video_to_uint8
@@ -178,6 +179,63 @@ def test_task_scores_measure_against_the_true_trajectory():
     assert copied["copy_centre_error"] == pytest.approx(expected)
     blank = task_scores(np.full_like(truth, GREY), scenes, times, given)
     assert blank["shows_object"] == blank["has_foreground"] == 0.0 and np.isnan(blank["centre_error"])
+    assert np.isnan(blank["colour_drift"])
+
+
+def first_half_given():
+    given = np.zeros(8, dtype=bool)
+    given[:4] = True
+    return given
+
+
+def test_mean_colour_is_the_objects_colour_and_nan_without_one():
+    flat = read_frame(flat_object_frame(lambda dy, dx: np.hypot(dy, dx) <= 18))
+    assert np.abs(flat.mean_colour - PALETTE[0]).max() <= 0.5 / 255  # a flat object: its colour, to uint8 rounding
+    assert np.isnan(read_frame(np.full((16, 16, 3), GREY, np.uint8)).mean_colour).all()
+
+
+# Measured over these 24 clips: 0.0056 (16 px), 0.0009 (64 px). Not 0: the edge pixels that erosion leaves inside
+# a small object blend with the background, a little more or less as it moves.
+@pytest.mark.parametrize("image_size, bound", [(16, 0.007), (64, 0.0015)])
+def test_real_clips_scored_as_generated_keep_their_colour(image_size, bound):
+    _, scenes = held_out(24, image_size=image_size)
+    times = 2 * np.arange(8)
+    truth = np.stack([render(scene, times) for scene in scenes])
+    assert task_scores(truth, scenes, times, first_half_given())["colour_drift"] < bound
+
+
+def test_colour_drift_of_a_recoloured_object_is_the_palette_distance():
+    # 32 px: in 16-px frames blended edge pixels inside the object shrink the distance by up to 0.019.
+    _, scenes = held_out(16, image_size=32)
+    times = 2 * np.arange(8)
+    for scene in scenes:
+        colour = scene_truth(scene, times)[1]
+        other = (colour + 1) % len(PALETTE)
+        recoloured = dataclasses.replace(scene, objects=(dataclasses.replace(scene.objects[0], color=PALETTE[other]),))
+        video = np.concatenate([render(scene, times[:4]), render(recoloured, times[4:])])  # (8, H, W, 3)
+        drift = task_scores(video[None], [scene], times, first_half_given())["colour_drift"]
+        assert drift == pytest.approx(np.linalg.norm(PALETTE[colour] - PALETTE[other]), abs=0.02)
+        assert drift > MAX_COLOUR_DRIFT  # every other palette colour lies beyond the bound
+
+
+def test_colour_drift_needs_given_frames_with_an_object():
+    _, scenes = held_out(2)
+    times = 2 * np.arange(8)
+    truth = np.stack([render(scene, times) for scene in scenes])
+    blank_given = truth.copy()
+    blank_given[:, :4] = GREY
+    assert np.isnan(task_scores(blank_given, scenes, times, first_half_given())["colour_drift"])
+    # A video whose given frames show nothing counts for nothing beside one whose do.
+    mixed = np.stack([blank_given[0], truth[1]])
+    assert task_scores(mixed, scenes, times, first_half_given())["colour_drift"] == pytest.approx(
+        task_scores(truth[1:], scenes[1:], times, first_half_given())["colour_drift"])
+
+
+def test_max_colour_drift_is_half_the_closest_palette_distance():
+    distances = [np.linalg.norm(PALETTE[i].astype(np.float64) - PALETTE[j])
+                 for i in range(len(PALETTE)) for j in range(i + 1, len(PALETTE))]
+    assert MAX_COLOUR_DRIFT == pytest.approx(min(distances) / 2)
+    assert MAX_COLOUR_DRIFT == pytest.approx(0.1279, abs=1e-4)  # yellow and orange
 
 
 def test_object_metrics_cli_scores_a_folder_beside_real_clips(tmp_path):
@@ -222,18 +280,22 @@ def test_object_tasks_cli_runs_every_task_of_a_random_init_model(tmp_path):
     for task in ("i2v", "interpolation", "next_frame", "long"):
         rows = tasks[task]["methods"]
         assert list(rows) == [*methods, "real clips", "copy nearest given frame"]
-        for method in methods:  # a random-init model draws no object
+        for method in methods:  # a random-init model draws no object, only noise far from the given colour
             assert rows[method]["shows_object"] == 0.0 and rows[method]["videos_move_plausibly"] == 0.0
+            assert rows[method]["colour_drift"] > MAX_COLOUR_DRIFT
         real, copy = rows["real clips"], rows["copy nearest given frame"]
         assert real["shows_object"] == real["colour_match"] == real["videos_move_plausibly"] == 1.0
+        assert real["colour_drift"] < 0.03 and copy["colour_drift"] < 0.005  # 2 clips of 16 px: 0.011-0.014, <= 0.002
         assert real["centre_error"] < 0.05 and copy["shows_object"] == copy["colour_match"] == 1.0
         assert copy["centre_error"] == pytest.approx(copy["copy_centre_error"], abs=0.05) and copy["centre_error"] > 0
         assert copy["videos_move_plausibly"] == 0.0  # a frozen object is no bouncing one
         assert Image.open(tmp_path / f"{task}.png").size[0] > 0
     windows = tasks["long"]["methods"]["copy nearest given frame"]["windows"]
     assert windows[1]["centre_error"] > windows[0]["centre_error"]  # copying drifts further from the truth
+    assert all(window["colour_drift"] < 0.005 for window in windows)  # ... but keeps the given colour
     tables = (tmp_path / "tasks.md").read_text()
     assert "### i2v" in tables and "| real clips | 100% |" in tables and "frames 8-11" in tables
+    assert "| colour drift |" in tables and "px, drift 0.0" in tables
 
 
 def test_object_tasks_method_names():

@@ -41,6 +41,8 @@ def test_smoke_budget_writes_the_report(tmp_path):
     assert verdicts <= {"holds", "fails", "undecided"} and len(results["claims"]) > 10
     report = (tmp_path / "reproduce.md").read_text()
     assert "## The claims" in report and "| p=0 replacement |" in report and "window 2" in report
+    drift_claims = [r for r in results["claims"] if r["measure"].startswith("colour drift")]
+    assert len(drift_claims) == 3 and ", drift " in report  # VTV vs replacement twice, history guidance once
     for plot in ("reproduce_standard.png", "reproduce_tasks.png", "reproduce_long.png"):
         assert (tmp_path / plot).stat().st_size > 0
     # A rerun resumes nothing and trains nothing: every stage is found finished.

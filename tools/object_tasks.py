@@ -11,10 +11,11 @@ Each held-out clip (the bouncing test split) gives the model some of its frames:
 - long: the first N/2 frames; the model continues them to --length frames, window after window, and every
   window is scored on its own, so drift is a number.
 The frames it generates are read by tools/metrics/objects.py and compared with the scene's closed-form
-trajectory, colour and shape. Every method (--method: "vtv", "replacement" (the scalar-timestep baseline),
-either followed by ":key=value,..." sample-config overrides such as history guidance or stabilization noise)
-is scored beside two rows made without the model: the real clips (through the autoencoder, for a latent model:
-the most it can score) and copying the nearest given frame (the object stops where it was last seen).
+trajectory, colour and shape, and their colour with the given frames' (colour drift, a distance in RGB). Every
+method (--method: "vtv", "replacement" (the scalar-timestep baseline), either followed by ":key=value,..."
+sample-config overrides such as history guidance or stabilization noise) is scored beside two rows made without
+the model: the real clips (through the autoencoder, for a latent model: the most it can score) and copying the
+nearest given frame (the object stops where it was last seen).
 Writes tasks.json, tasks.md (the tables) and <task>.png per task (the true clip, then each method's video,
 for the first clips). key=value overrides go to the sample config (SampleConfig in sample/config.py).
 """
@@ -40,7 +41,8 @@ SHEET_CLIPS = 4  # clips drawn in each task's contact sheet
 REAL, COPY = "real clips", "copy nearest given frame"  # the rows made without the model
 # Columns of the printed tables: (key in the scores, heading, format)
 FRAME_COLUMNS = [("shows_object", "shows object", "{:.0%}"), ("colour_match", "colour kept", "{:.0%}"),
-                 ("shape_match", "shape kept", "{:.0%}"), ("centre_error", "centre error (px)", "{:.2f}")]
+                 ("colour_drift", "colour drift", "{:.3f}"), ("shape_match", "shape kept", "{:.0%}"),
+                 ("centre_error", "centre error (px)", "{:.2f}")]
 VIDEO_COLUMNS = [("videos_keep_object", "videos keep it", "{:.0%}"),
                  ("videos_move_plausibly", "move plausibly", "{:.0%}")]
 
@@ -150,9 +152,10 @@ def markdown_tables(results):
                       + " |", "|---|" + "---|" * len(windows)]
             for method, scores in entry["methods"].items():
                 lines.append(f"| {method} | " + " | ".join(
-                    f"{cell(w['shows_object'], '{:.0%}')}, {cell(w['centre_error'], '{:.2f}')} px"
-                    for w in scores["windows"]) + " |")
-            lines += ["", "(cells: frames showing the object, centre error against the true trajectory)", ""]
+                    f"{cell(w['shows_object'], '{:.0%}')}, {cell(w['centre_error'], '{:.2f}')} px, "
+                    f"drift {cell(w['colour_drift'], '{:.3f}')}" for w in scores["windows"]) + " |")
+            lines += ["", "(cells: frames showing the object, centre error against the true trajectory, colour drift "
+                      "from the given frames)", ""]
     return "\n".join(lines)
 
 
@@ -232,7 +235,8 @@ def main(argv=None):
                   f"{entry['generated_frames']} generated frames (colour kept in "
                   f"{cell(entry['colour_match'], '{:.0%}')} of those, shape in "
                   f"{cell(entry['shape_match'], '{:.0%}')}); centre "
-                  f"{cell(entry['centre_error'], '{:.2f}')} px from the truth; "
+                  f"{cell(entry['centre_error'], '{:.2f}')} px from the truth; colour drift "
+                  f"{cell(entry['colour_drift'], '{:.3f}')}; "
                   f"{entry['videos_move_plausibly']:.0%} of videos move plausibly")
         shown = [held_out[1][:, :frames], *(videos[method] for method in methods)]
         rows = [frame for clip in range(min(SHEET_CLIPS, args.num_videos)) for video in shown

@@ -15,12 +15,14 @@ so that noise, blank, saturated and multi-object frames fail it:
   same palette colour (shape). Its motion is *plausible* when the centres follow straight flight mirrored at the
   walls (a triangle wave per axis, fitted as the data moves) at a speed that real objects have.
 - Where the true frames exist (conditioned tasks on held-out clips), `task_scores` measures the generated object
-  against the scene's closed-form trajectory, colour and shape, beside copying the nearest given frame.
+  against the scene's closed-form trajectory, colour and shape, beside copying the nearest given frame, and how far
+  its colour drifts from the colour of the given frames.
 """
 from dataclasses import dataclass
 
 import numpy as np
 from scipy import ndimage
+from scipy.spatial.distance import pdist
 
 from datasets.bouncing import (BACKGROUND, OBJECT_SIZE, OBJECT_SPEED, PALETTE, SHAPE_EXTENT, SHAPES, object_centers,
                                shape_coverage)
@@ -42,6 +44,11 @@ SHAPE_REFERENCE_SIZE = 32
 SPEED_TOLERANCE = 0.15  # plausible speed: real objects' range, 15% wider on each side
 MAX_TRACK_RESIDUAL = 0.35  # px, RMS distance of the centres from the fitted bouncing trajectory
 SHAPE_SCALES = np.linspace(0.8, 1.2, 9)  # extents tried around the area-matched one when fitting a shape
+# Colour drift (task_scores) that still reads as the object's own colour: a colour less than half the smallest RGB
+# distance between two palette colours away from one of them is nearer it than any other (triangle inequality:
+# its distance to another is at least that smallest distance less its own). Yellow and orange are the closest pair,
+# 0.256 apart, so 0.128. A drift is measured from the given frames' colour, on real frames the palette's.
+MAX_COLOUR_DRIFT = float(pdist(PALETTE).min() / 2)
 
 
 def object_area_range(image_size):
@@ -68,6 +75,7 @@ class FrameReading:
     colour: int  # index into PALETTE of the nearest colour (-1: no foreground)
     shape: int  # index into SHAPES of the best-fitting shape (-1: no foreground, or no real-sized shape fits)
     extent: float  # half-size of that shape's bounding box, in pixels (NaN where shape is -1)
+    mean_colour: np.ndarray  # (3,) RGB in [0, 1], mean of the pixels the colour check reads; NaN: no foreground
 
 
 def shape_bounds(image_size):
@@ -115,7 +123,7 @@ def read_frame(frame, threshold=0.25):
     foreground = distance > threshold
     labels, count = ndimage.label(foreground, structure=EIGHT_CONNECTED)
     if count == 0:
-        return FrameReading(False, False, False, False, False, np.full(2, np.nan), -1, -1, np.nan)
+        return FrameReading(False, False, False, False, False, np.full(2, np.nan), -1, -1, np.nan, np.full(3, np.nan))
     sizes = np.bincount(labels.ravel())[1:]  # (count,) pixels per component
     part = labels == sizes.argmax() + 1
     one_part = (sizes >= MIN_PART_PIXELS).sum() == 1 and sizes.max() >= MIN_LARGEST_SHARE * sizes.sum()
@@ -135,7 +143,7 @@ def read_frame(frame, threshold=0.25):
     min_iou, min_lead = shape_bounds(frame.shape[0])
     recognised_shape = iou >= min_iou and lead >= min_lead
     checks = (one_part, plausible_area, colour_errors[colour] <= MAX_COLOUR_ERROR, recognised_shape)
-    return FrameReading(all(checks), *map(bool, checks), centre, colour, shape, extent)
+    return FrameReading(all(checks), *map(bool, checks), centre, colour, shape, extent, pixels.mean(axis=0))
 
 
 def fit_bouncing_axis(positions, low, high, max_speed):
@@ -240,7 +248,15 @@ def task_scores(videos, scenes, times, given, threshold=0.25, scored=None, readi
     shows_object: share that show the object (all checks); colour_match / shape_match: share of those in the
     scene's colour / shape; has_foreground: share with any foreground; centre_error: mean distance in pixels of
     their largest part's centre from the true centre; copy_centre_error: the same over the same frames for copying
-    the nearest given frame (an object that stops where it was last seen), the trivial predictor to beat.
+    the nearest given frame (an object that stops where it was last seen), the trivial predictor to beat;
+    colour_drift: mean distance of their object's colour (FrameReading.mean_colour) from its mean over the video's
+    given frames (the colour the model was shown; videos whose given frames show nothing count for nothing). It
+    sees the slow colour shift of long videos that colour_match misses until the colour crosses to a neighbouring
+    palette colour. Euclidean distance in RGB (channels in [0, 1], so 0 to sqrt(3)) rather than a hue difference:
+    the palette holds white, whose hue is undefined, and a fade towards grey keeps its hue. Real clips drift 0.006
+    (16 px) and 0.001 (64 px) on average, one 16-px clip up to 0.03 (edge pixels left inside a small object blend
+    with the background); below MAX_COLOUR_DRIFT (0.128) the colour is still nearer its own palette colour than any
+    other, a full step to another palette colour is 0.26 to 1.21.
     """
     given = np.asarray(given, dtype=bool)
     if given.all() or not given.any():
@@ -250,9 +266,11 @@ def task_scores(videos, scenes, times, given, threshold=0.25, scored=None, readi
         raise ValueError("task_scores scores generated frames only, and at least one")
     readings = read_videos(videos, threshold) if readings is None else readings
     nearest = nearest_given_frames(given)
-    shown, foreground, errors, copy_errors, colour_match, shape_match = [], [], [], [], [], []
+    shown, foreground, errors, copy_errors, colour_match, shape_match, drifts = [], [], [], [], [], [], []
     for video, scene in zip(readings, scenes, strict=True):
         centres, colour, shape = scene_truth(scene, times)
+        given_colours = [video[n].mean_colour for n in np.flatnonzero(given) if not np.isnan(video[n].centre).any()]
+        reference_colour = np.mean(given_colours, axis=0) if given_colours else None  # (3,)
         for n in np.flatnonzero(scored):
             reading = video[n]
             shown.append(reading.shows_object)
@@ -260,6 +278,8 @@ def task_scores(videos, scenes, times, given, threshold=0.25, scored=None, readi
             if foreground[-1]:
                 errors.append(np.linalg.norm(reading.centre - centres[n]))
                 copy_errors.append(np.linalg.norm(centres[nearest[n]] - centres[n]))
+                if reference_colour is not None:
+                    drifts.append(np.linalg.norm(reading.mean_colour - reference_colour))
             if reading.shows_object:
                 colour_match.append(reading.colour == colour)
                 shape_match.append(reading.shape == shape)
@@ -269,4 +289,5 @@ def task_scores(videos, scenes, times, given, threshold=0.25, scored=None, readi
 
     return {"shows_object": mean(shown), "colour_match": mean(colour_match), "shape_match": mean(shape_match),
             "has_foreground": mean(foreground), "centre_error": mean(errors), "copy_centre_error": mean(copy_errors),
+            "colour_drift": mean(drifts),
             "num_videos": len(readings), "generated_frames": int(scored.sum())}
