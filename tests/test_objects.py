@@ -309,3 +309,22 @@ def test_object_tasks_method_names():
         method_overrides("ddim")
     with pytest.raises(ValueError, match="is not key=value"):
         method_overrides("vtv:history_guidance")
+
+
+def test_object_denoise_reads_where_a_random_init_model_fails(tmp_path):
+    from tools.object_denoise import level_path
+    from tools.object_denoise import main as object_denoise_main
+
+    assert level_path(999, 4) == [999, 666, 333, 0, -1] and level_path(0, 25) == [0, -1]
+    out = tmp_path / "denoise.json"
+    object_denoise_main(["--levels", "0", "999", "--num_videos", "3", "--out", str(out), "ckpt=null",
+                         "model=Latte-T/4", "image_size=16", "num_frames=8", "num_classes=0", "learn_sigma=true",
+                         "num_sampling_steps=3", "sample_method=ddpm"])
+    levels = json.loads(out.read_text())["levels"]
+    # The random-init model predicts no noise (adaLN-Zero): from level 0 the clips come back as they were (noise
+    # of std 0.01), from level 999 only noise does.
+    assert levels["0"]["shows_object"] == 1.0 and levels["0"]["videos_keep_object"] == 1.0
+    assert levels["999"]["shows_object"] == 0.0
+    with pytest.raises(ValueError, match=r"--levels \[1000\]"):
+        object_denoise_main(["ckpt=null", "model=Latte-T/4", "image_size=16", "num_frames=8", "num_classes=0",
+                             "learn_sigma=true", "--levels", "1000"])
