@@ -317,7 +317,7 @@ def test_object_denoise_reads_where_a_random_init_model_fails(tmp_path):
 
     assert level_path(999, 4) == [999, 666, 333, 0, -1] and level_path(0, 25) == [0, -1]
     out = tmp_path / "denoise.json"
-    object_denoise_main(["--levels", "0", "999", "--num_videos", "3", "--out", str(out), "ckpt=null",
+    object_denoise_main(["--levels", "0,999", "--num_videos", "3", "--out", str(out), "ckpt=null",
                          "model=Latte-T/4", "image_size=16", "num_frames=8", "num_classes=0", "learn_sigma=true",
                          "num_sampling_steps=3", "sample_method=ddpm"])
     levels = json.loads(out.read_text())["levels"]

@@ -1,7 +1,7 @@
 """How far into the noise does a bouncing-shapes model still find the object? A reading of where its training falls
 short, with less spread than scoring generated videos.
 
-    python tools/object_denoise.py --config configs/demo/demo_sample.yaml --levels 100 300 500 999 [key=value ...]
+    python tools/object_denoise.py --config configs/demo/demo_sample.yaml --levels 100,300,500,999 [key=value ...]
 
 Held-out clips (the bouncing test split) are taken into the model's space (through the autoencoder of a latent
 model), noised to level L of the training chain, denoised from there with the config's sampler (sample_method,
@@ -52,8 +52,8 @@ def denoise_from_level(diffusion, model_fn, clean, level, steps, *, method, eta,
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", default="configs/demo/demo_sample.yaml", help="sample config (YAML)")
-    parser.add_argument("--levels", type=int, nargs="+", default=[100, 300, 500, 999],
-                        help="base-chain levels to noise the clips to")
+    parser.add_argument("--levels", type=lambda text: [int(level) for level in text.split(",")],
+                        default=[100, 300, 500, 999], help="base-chain levels to noise the clips to, comma-separated")
     parser.add_argument("--num_videos", type=int, default=32, help="held-out clips")
     parser.add_argument("--frame_interval", type=int, default=2,
                         help="generator time steps between frames, as in training (the demo's: 2)")
